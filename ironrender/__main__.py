@@ -1,0 +1,3 @@
+from ironrender.cli import main
+
+raise SystemExit(main())
