@@ -1,0 +1,1 @@
+"""Fields: encodings and networks that map 3D points to SDF values, features and materials."""
