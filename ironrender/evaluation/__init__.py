@@ -1,0 +1,1 @@
+"""Evaluation metrics: images (PSNR, SSIM, LPIPS if available), geometry and materials."""

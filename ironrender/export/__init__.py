@@ -1,0 +1,1 @@
+"""Export: SDF to mesh, UV atlas, texture baking, OBJ/MTL/GLB/Mitsuba writers."""
