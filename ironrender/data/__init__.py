@@ -1,0 +1,1 @@
+"""Data: images, cameras and rays, IRON's dataset layout, validation and synthetic captures."""

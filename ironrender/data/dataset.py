@@ -1,0 +1,163 @@
+"""IRON's dataset layout: reading and writing, exactly as the authors' code expects.
+
+::
+
+    <scene>/
+      train/  image/<name>.png|.jpg|.exr   cam_dict_norm.json
+      test/   image/<name>.png|.jpg|.exr   cam_dict_norm.json
+      gt/     (optional, synthetic scenes: ground-truth mesh, materials, light, relit views)
+
+``cam_dict_norm.json`` maps each image file name to ``{"K": 16 floats, "W2C": 16 floats,
+"img_size": [W, H]}`` (row-major 4x4 matrices, OpenCV camera axes). The object lies inside the
+unit sphere at the origin. An LDR key (``12.png``) may have a linear twin ``12.exr`` beside it;
+``load_split(..., linear=True)`` reads the twin instead.
+
+Every loader validates with :func:`ironrender.data.check.check_split` first, so bad input gives a
+one-line :class:`~ironrender.errors.DatasetError`, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ironrender.data.cameras import Cameras
+from ironrender.data.images import is_hdr, read_image, write_image
+from ironrender.errors import DatasetError
+
+CAMERA_FILE = "cam_dict_norm.json"
+IMAGE_DIR = "image"
+SPLITS = ("train", "test")
+
+
+@dataclass
+class Split:
+    """One split of a dataset: images (N, H, W, 3) linear RGB and their cameras.
+
+    ``hdr`` is False for images decoded from gamma-encoded 8-bit files: such images were clipped
+    at 1 and quantized, so losses are best computed in the gamma-encoded domain.
+    """
+
+    names: list[str]
+    images: Tensor
+    cameras: Cameras
+    hdr: bool
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def to(self, device: torch.device | str) -> Split:
+        return Split(self.names, self.images.to(device), self.cameras.to(device), self.hdr)
+
+
+def sort_names(names) -> list[str]:
+    """Numeric order where every stem is an integer (IRON's convention), else lexicographic."""
+    names = list(names)
+    try:
+        return sorted(names, key=lambda n: int(Path(n).stem))
+    except ValueError:
+        return sorted(names)
+
+
+def read_camera_dict(path: str | Path) -> dict:
+    """Parse a ``cam_dict_norm.json``; raises :class:`DatasetError` on malformed files."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"{path}: camera file not found")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise DatasetError(f"{path}: expected a JSON object keyed by image file name")
+    return data
+
+
+def cameras_from_dict(entries: dict, names: list[str]) -> Cameras:
+    """Cameras for ``names`` from parsed ``cam_dict_norm.json`` entries (float32, CPU)."""
+    K = torch.tensor([entries[n]["K"] for n in names], dtype=torch.float64).reshape(-1, 4, 4)
+    W2C = torch.tensor([entries[n]["W2C"] for n in names], dtype=torch.float64).reshape(-1, 4, 4)
+    sizes = torch.tensor([entries[n]["img_size"] for n in names], dtype=torch.long)
+    return Cameras.from_iron(K.float(), W2C.float(), sizes)
+
+
+def cameras_to_dict(names: list[str], cameras: Cameras) -> dict:
+    K = cameras.to_iron_K().detach().cpu().double()
+    W2C = cameras.w2c.detach().cpu().double()
+    sizes = cameras.sizes.cpu()
+    return {
+        name: {
+            "K": K[i].reshape(-1).tolist(),
+            "W2C": W2C[i].reshape(-1).tolist(),
+            "img_size": [int(sizes[i, 0]), int(sizes[i, 1])],
+        }
+        for i, name in enumerate(names)
+    }
+
+
+def load_split(
+    root: str | Path,
+    split: str = "train",
+    device: torch.device | str = "cpu",
+    linear: bool = False,
+) -> Split:
+    """Load and validate one split of an IRON dataset.
+
+    ``linear=True`` reads the ``.exr`` twin of each LDR key where one exists.
+    """
+    from ironrender.data.check import check_split, raise_on_errors
+
+    split_dir = Path(root) / split
+    raise_on_errors(check_split(split_dir))
+    entries = read_camera_dict(split_dir / CAMERA_FILE)
+    names = sort_names(entries)
+    paths = [_image_path(split_dir, name, linear) for name in names]
+    images = [read_image(p) for p in paths]
+    shapes = {im.shape for im in images}
+    if len(shapes) > 1:
+        raise DatasetError(
+            f"{split_dir}: images of different sizes in one split ({sorted(shapes)[:3]}...);"
+            " resize them to one size"
+        )
+    cameras = cameras_from_dict(entries, names)
+    stacked = torch.from_numpy(np.stack(images))
+    hdr = all(is_hdr(p) for p in paths)
+    return Split(names, stacked, cameras, hdr).to(device)
+
+
+def _image_path(split_dir: Path, name: str, linear: bool) -> Path:
+    path = split_dir / IMAGE_DIR / name
+    twin = path.with_suffix(".exr")
+    if linear and twin.is_file():
+        return twin
+    return path
+
+
+def save_split(
+    root: str | Path,
+    split: str,
+    names: list[str],
+    images: np.ndarray | Tensor,
+    cameras: Cameras,
+    linear_twins: bool = False,
+) -> Path:
+    """Write one split: images under ``image/`` (format from each name's suffix) and the JSON.
+
+    ``images`` are linear RGB (N, H, W, 3). With ``linear_twins`` an ``.exr`` twin of every
+    LDR image is written too, keeping the exact linear radiance.
+    """
+    split_dir = Path(root) / split
+    (split_dir / IMAGE_DIR).mkdir(parents=True, exist_ok=True)
+    if isinstance(images, Tensor):
+        images = images.detach().cpu().numpy()
+    for name, image in zip(names, images, strict=True):
+        write_image(split_dir / IMAGE_DIR / name, image)
+        if linear_twins and not is_hdr(name):
+            write_image((split_dir / IMAGE_DIR / name).with_suffix(".exr"), image)
+    (split_dir / CAMERA_FILE).write_text(json.dumps(cameras_to_dict(names, cameras), indent=1))
+    return split_dir
