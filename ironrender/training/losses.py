@@ -1,0 +1,189 @@
+"""Stage-2 losses (paper §3.3, Eqs. 10-13).
+
+    L = L2(pyramid(I_pred), pyramid(I_gt))                    (10)
+      + 1 - SSIM(I_pred, I_gt)                                  (11)
+      + lambda_1 * mean (|grad S| - 1)^2                        (12)
+      + lambda_2 * mean max(alpha - 0.5, 0)                     (13)
+
+Images are channel-last, as everywhere in ironrender: (H, W, 3) or (B, H, W, 3). Every function
+here is a pure function of tensors, differentiable, and device-agnostic; the weights live in
+:class:`LossWeights` so that the training loop has no numbers inline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import kornia
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+PYRAMID_LEVELS = 5
+"""The raw difference plus four blurred and halved levels (reference §4)."""
+PYRAMID_KERNEL = 7
+PYRAMID_SIGMA = 1.0
+SSIM_WINDOW = 11
+SSIM_SIGMA = 1.5
+"""kornia's SSIM window is a Gaussian of sigma 1.5 whatever its size; 11 taps as the reference."""
+SSIM_DATA_RANGE = 1.0
+ROUGHNESS_LIMIT = 0.5
+"""At GGX alpha 0.5 roughplastic already looks diffuse (author, IRON issue #4)."""
+
+
+@dataclass
+class LossWeights:
+    """Weights of the four terms; defaults are the reference's (``train_scene.sh``)."""
+
+    pyramid: float = 1.0
+    ssim: float = 1.0
+    eikonal: float = 0.1
+    roughness: float = 0.1
+
+
+@dataclass
+class LossTerms:
+    """The weighted total and each unweighted term (for logging)."""
+
+    total: Tensor
+    pyramid: Tensor
+    ssim: Tensor
+    eikonal: Tensor
+    roughness: Tensor
+
+    def as_floats(self) -> dict[str, float]:
+        return {name: float(getattr(self, name).detach()) for name in self.__dataclass_fields__}
+
+
+def _to_bchw(image: Tensor) -> Tensor:
+    """(H, W, C) or (B, H, W, C) -> (B, C, H, W)."""
+    if image.ndim == 3:
+        image = image.unsqueeze(0)
+    if image.ndim != 4:
+        raise ValueError(
+            f"expected an image (H, W, C) or (B, H, W, C), got shape {tuple(image.shape)}"
+        )
+    return image.permute(0, 3, 1, 2)
+
+
+def pyramid_l2_loss(pred: Tensor, target: Tensor, levels: int = PYRAMID_LEVELS) -> Tensor:
+    """Eq. 10: L2 between Gaussian pyramids, over the whole patch (no mask).
+
+    Level 0 is the raw difference; each further level blurs the previous one with a 7x7 Gaussian
+    (sigma 1, zero padding) and halves it with 2x2 average pooling. Level l contributes
+    ``sum over pixels and channels of diff_l^2 / (pixels at level l)`` and the levels are summed
+    with equal weights. Because blur and pooling are linear, the pyramid of the difference equals
+    the difference of the pyramids, so one pyramid is built.
+    """
+    diff = _to_bchw(pred - target)
+    total = diff.new_zeros(())
+    for level in range(levels):
+        if level > 0:
+            diff = kornia.filters.gaussian_blur2d(
+                diff, PYRAMID_KERNEL, (PYRAMID_SIGMA, PYRAMID_SIGMA), border_type="constant"
+            )
+            diff = F.avg_pool2d(diff, kernel_size=2, stride=2)
+        pixels = diff.shape[0] * diff.shape[-2] * diff.shape[-1]
+        total = total + diff.square().sum() / pixels
+    return total
+
+
+def erode_mask_valid(mask: Tensor, window: int = SSIM_WINDOW) -> Tensor:
+    """Pixels whose whole ``window``-sized neighbourhood lies in ``mask``, on the valid grid.
+
+    ``mask`` is (H, W) or (B, H, W); the result is (B, H - window + 1, W - window + 1), aligned
+    with a valid-convolution SSIM map. This is the reference's 11x11 erosion restricted to where
+    the SSIM map is defined (the reference pads the map with ones there, which adds nothing to the
+    gradient).
+    """
+    if mask.ndim == 2:
+        mask = mask.unsqueeze(0)
+    inverted = 1.0 - mask.to(torch.float32).unsqueeze(1)
+    return 1.0 - F.max_pool2d(inverted, kernel_size=window, stride=1).squeeze(1)
+
+
+def ssim_loss(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Eq. 11: ``1 - mean SSIM`` over an eroded mask.
+
+    SSIM uses an 11-tap Gaussian window of sigma 1.5, K = (0.01, 0.03), data range 1, valid
+    convolution (kornia), and is averaged over channels. Without a mask the result equals
+    ``1 - skimage.metrics.structural_similarity(gaussian_weights=True, sigma=1.5,
+    use_sample_covariance=False, data_range=1)``. Returns 0 when the eroded mask is empty.
+    """
+    ssim_map = kornia.metrics.ssim(
+        _to_bchw(pred), _to_bchw(target), SSIM_WINDOW, SSIM_DATA_RANGE, eps=0.0, padding="valid"
+    ).mean(dim=1)
+    if mask is None:
+        return 1.0 - ssim_map.mean()
+    weights = erode_mask_valid(mask)
+    count = weights.sum()
+    if count == 0:
+        return ssim_map.new_zeros(())
+    return 1.0 - (ssim_map * weights).sum() / count
+
+
+def eikonal_loss(gradients: Tensor | list[Tensor]) -> Tensor:
+    """Eq. 12: ``mean (|g| - 1)^2`` over all given SDF gradients (..., 3).
+
+    Pass the gradients at random points in [-1, 1]^3 (:func:`random_eikonal_points`) together
+    with those at surface and edge points; empty tensors are skipped.
+    """
+    if isinstance(gradients, Tensor):
+        gradients = [gradients]
+    flat = [g.reshape(-1, 3) for g in gradients if g.numel() > 0]
+    if not flat:
+        raise ValueError("eikonal_loss needs at least one gradient")
+    norms = torch.cat(flat).norm(dim=-1)
+    return (norms - 1.0).square().mean()
+
+
+def random_eikonal_points(
+    count: int, device: torch.device | str, generator: torch.Generator | None = None
+) -> Tensor:
+    """``count`` points uniform in the cube [-1, 1]^3 (the reference uses H*W/2 per patch)."""
+    return torch.rand(count, 3, device=device, generator=generator) * 2.0 - 1.0
+
+
+def roughness_range_loss(
+    roughness: Tensor, mask: Tensor | None = None, limit: float = ROUGHNESS_LIMIT
+) -> Tensor:
+    """Eq. 13: ``mean max(alpha - limit, 0)`` over the masked pixels.
+
+    ``roughness`` is the GGX alpha (...) or (..., 1); the mean runs over every masked pixel (the
+    hinge is 0 where alpha <= limit), as Eq. 13 reads. Returns 0 when the mask is empty.
+    """
+    alpha = roughness
+    if mask is not None and alpha.ndim == mask.ndim + 1:
+        alpha = alpha.squeeze(-1)
+    if mask is not None:
+        alpha = alpha[mask.bool()]
+    if alpha.numel() == 0:
+        return roughness.new_zeros(())
+    return (alpha - limit).clamp(min=0.0).mean()
+
+
+def stage2_loss(
+    pred: Tensor,
+    target: Tensor,
+    mask: Tensor,
+    gradients: Tensor | list[Tensor],
+    roughness: Tensor,
+    weights: LossWeights,
+) -> LossTerms:
+    """The weighted sum of Eqs. 10-13 for one patch.
+
+    ``pred`` and ``target`` in the domain the loss compares (gamma-encoded for LDR data),
+    ``mask`` (H, W) the pixels that hit the surface (interior or edge), ``roughness`` (H, W)
+    the GGX alpha per pixel.
+    """
+    pyramid = pyramid_l2_loss(pred, target)
+    ssim = ssim_loss(pred, target, mask)
+    eikonal = eikonal_loss(gradients)
+    rough = roughness_range_loss(roughness, mask)
+    total = (
+        weights.pyramid * pyramid
+        + weights.ssim * ssim
+        + weights.eikonal * eikonal
+        + weights.roughness * rough
+    )
+    return LossTerms(total, pyramid, ssim, eikonal, rough)
