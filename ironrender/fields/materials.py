@@ -1,0 +1,255 @@
+"""Stage-2 neural materials (paper §3.2): diffuse albedo, specular albedo, GGX roughness, light.
+
+Four learnable parts, each a function of the surface point ``x``, its unit normal ``n`` and the
+SDF feature ``f`` (not detached, so material gradients also shape the SDF, as in IRON):
+
+* **diffuse albedo** ``rho_d = beta(x, n, -n, f)`` in [0, 1]: the stage-1 radiance network
+  (:class:`~ironrender.fields.radiance.RadianceField`, the same class and weights) called with
+  ``view_dir = -n``. Stage 1's flash-lit colour, shading baked in, is the starting albedo.
+* **specular albedo** ``rho_s`` (= F0 of the project's GGX, :mod:`ironrender.rendering.brdf`):
+  grey (one channel broadcast to RGB) unless ``metal=True`` (RGB, coloured metals).
+* **roughness** ``alpha``: the GGX alpha itself (not squared), as IRON.
+* **light intensity** ``I``: one grey scalar; the flash gives radiance ``I / d^2`` (Eq. 3).
+
+Output mappings (``MaterialConfig.mapping``):
+
+* ``"reference"``: IRON's ``rho_s = |0.1 (y + 0.4)|`` and ``alpha = |0.1 (y + 0.1)| + 0.01``.
+  Unbounded above (the roughness-range loss, Eq. 13, keeps ``alpha`` small) and with a kink at
+  zero where ``abs`` flips the gradient's sign.
+* ``"bounded"`` (``fast`` default): ``rho_s = s_max sigmoid(y + b_s)`` and
+  ``alpha = a_min + (a_max - a_min) sigmoid(y + b_a)``, with the last layer zero-initialised and
+  ``b`` chosen so that step 0 returns exactly ``specular_init`` and ``roughness_init``. Smooth
+  (no sign-flipping kink), physically bounded (``0 <= F0 <= 1``, ``a_min <= alpha <= a_max``)
+  whatever the optimiser does, and the starting materials do not depend on the random init.
+
+The light is stored as ``log I``: always positive, and Adam's roughly constant step size becomes a
+constant *relative* step, which suits intensities that range over two orders of magnitude between
+captures (IRON's learned values run from 1.2 to 136; reference §4).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from ironrender.fields.base import SDFField
+from ironrender.fields.encodings import DenseGridEncoding, GridConfig, PositionalEncoding
+from ironrender.fields.radiance import RadianceField
+from ironrender.fields.sdf import MLP
+
+RGB = 3
+NORMAL_DIM = 3
+# IRON's output mappings (reference §2 table): rho_s = |scale (y + offset)|, alpha likewise + min.
+REFERENCE_SCALE = 0.1
+REFERENCE_SPECULAR_OFFSET = 0.4
+REFERENCE_ROUGHNESS_OFFSET = 0.1
+REFERENCE_ROUGHNESS_MIN = 0.01
+
+
+@dataclass
+class MaterialConfig:
+    """Specular/roughness networks and the light. Defaults are the ``fast`` preset.
+
+    The diffuse-albedo network is not configured here: it is the stage-1 radiance network.
+    """
+
+    use_grid: bool = True
+    grid: GridConfig = field(
+        default_factory=lambda: GridConfig(levels=6, features_per_level=2, max_resolution=64)
+    )
+    pe_freqs: int = 0
+    hidden_dim: int = 32
+    num_hidden: int = 2
+    metal: bool = False  # RGB specular albedo (coloured metals); grey otherwise
+    mapping: str = "bounded"  # "bounded" (sigmoid ranges) or "reference" (IRON's abs mappings)
+    specular_init: float = 0.04  # F0 of a common dielectric (IOR ~1.5)
+    specular_max: float = 1.0
+    roughness_init: float = 0.3
+    roughness_min: float = 0.01
+    roughness_max: float = 1.0
+    light_init: str = "least_squares"  # "least_squares" (from stage 1) or "reference"
+    init_light_scale: float = 8.0  # reference: I0 = scale * median(|camera centre|)^2
+
+
+def paper_material_config() -> MaterialConfig:
+    """IRON's specular and roughness nets: PE-6 x, normal, feature; 4 x 256, no skip; abs maps."""
+    return MaterialConfig(
+        use_grid=False,
+        pe_freqs=6,
+        hidden_dim=256,
+        num_hidden=4,
+        mapping="reference",
+        light_init="reference",
+    )
+
+
+@dataclass
+class MaterialSample:
+    """Materials at surface points: albedos (..., 3), GGX alpha (..., 1), light intensity ()."""
+
+    diffuse_albedo: Tensor
+    specular_albedo: Tensor
+    roughness: Tensor
+    light_intensity: Tensor
+
+
+class MaterialHead(nn.Module):
+    """``(x, n, f) -> y``: an MLP on an encoding of ``x`` (PE and/or grid), ``n`` and ``f``."""
+
+    def __init__(self, config: MaterialConfig, feature_dim: int, out_dim: int):
+        super().__init__()
+        self.pe = PositionalEncoding(config.pe_freqs)
+        self.grid = DenseGridEncoding(config.grid) if config.use_grid else None
+        encoded = self.pe.out_dim + (self.grid.out_dim if self.grid is not None else 0)
+        self.mlp = MLP(
+            encoded + NORMAL_DIM + feature_dim, config.hidden_dim, config.num_hidden, out_dim
+        )
+
+    def forward(self, points: Tensor, normals: Tensor, features: Tensor) -> Tensor:
+        parts = [self.pe(points)]
+        if self.grid is not None:
+            parts.append(self.grid(points))
+        return self.mlp(torch.cat([*parts, normals, features], dim=-1))
+
+    def zero_last_layer(self) -> None:
+        last = self.mlp.layers[-1]
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+
+
+def _logit(p: float) -> float:
+    return math.log(p / (1.0 - p))
+
+
+class MaterialFields(nn.Module):
+    """Diffuse albedo, specular albedo, roughness and light intensity (module docstring)."""
+
+    def __init__(
+        self,
+        diffuse: RadianceField | nn.Module,
+        config: MaterialConfig,
+        feature_dim: int,
+        light_intensity: float = 1.0,
+    ):
+        super().__init__()
+        if config.mapping not in ("bounded", "reference"):
+            raise ValueError(f"unknown material mapping {config.mapping!r}")
+        self.config = config
+        self.feature_dim = feature_dim
+        self.diffuse = diffuse
+        specular_channels = RGB if config.metal else 1
+        self.specular = MaterialHead(config, feature_dim, specular_channels)
+        self.roughness = MaterialHead(config, feature_dim, 1)
+        if config.mapping == "bounded":
+            self.specular.zero_last_layer()
+            self.roughness.zero_last_layer()
+        self.log_light = nn.Parameter(torch.tensor(math.log(light_intensity)))
+
+    @classmethod
+    def from_stage1(
+        cls, radiance: RadianceField, config: MaterialConfig, light_intensity: float = 1.0
+    ) -> MaterialFields:
+        """Materials whose diffuse albedo starts as a copy of the stage-1 radiance network."""
+        diffuse = RadianceField(radiance.config, radiance.feature_dim)
+        diffuse.load_state_dict(radiance.state_dict())
+        diffuse.to(next(radiance.parameters()).device)
+        materials = cls(diffuse, config, radiance.feature_dim, light_intensity)
+        return materials.to(next(radiance.parameters()).device)
+
+    # ----------------------------------------------------------------------------- parameters
+    def material_parameters(self) -> list[nn.Parameter]:
+        """Every parameter except the light (its own optimiser, reference §4)."""
+        return [p for name, p in self.named_parameters() if name != "log_light"]
+
+    @property
+    def light_intensity(self) -> Tensor:
+        return self.log_light.exp()
+
+    @torch.no_grad()
+    def set_light_intensity(self, value: float) -> None:
+        if not value > 0 or not math.isfinite(value):
+            raise ValueError(f"light intensity must be positive and finite, got {value}")
+        self.log_light.fill_(math.log(value))
+
+    # ----------------------------------------------------------------------------- queries
+    def diffuse_albedo(self, points: Tensor, normals: Tensor, features: Tensor) -> Tensor:
+        """``beta(x, n, -n, f)`` in [0, 1] (..., 3): view dependence removed by ``v = -n``."""
+        return self.diffuse(points, normals, -normals, features)
+
+    def specular_albedo(self, points: Tensor, normals: Tensor, features: Tensor) -> Tensor:
+        """F0 (..., 3); grey materials broadcast one channel to RGB."""
+        y = self.specular(points, normals, features)
+        c = self.config
+        if c.mapping == "reference":
+            value = (REFERENCE_SCALE * (y + REFERENCE_SPECULAR_OFFSET)).abs()
+        else:
+            value = c.specular_max * torch.sigmoid(y + _logit(c.specular_init / c.specular_max))
+        return value.expand(*value.shape[:-1], RGB)
+
+    def roughness_alpha(self, points: Tensor, normals: Tensor, features: Tensor) -> Tensor:
+        """GGX alpha (..., 1)."""
+        y = self.roughness(points, normals, features)
+        c = self.config
+        if c.mapping == "reference":
+            return (REFERENCE_SCALE * (y + REFERENCE_ROUGHNESS_OFFSET)).abs() + (
+                REFERENCE_ROUGHNESS_MIN
+            )
+        span = c.roughness_max - c.roughness_min
+        bias = _logit((c.roughness_init - c.roughness_min) / span)
+        return c.roughness_min + span * torch.sigmoid(y + bias)
+
+    def forward(self, points: Tensor, normals: Tensor, features: Tensor) -> MaterialSample:
+        """All materials at surface points (..., 3) with unit normals and SDF features (..., F)."""
+        return MaterialSample(
+            self.diffuse_albedo(points, normals, features),
+            self.specular_albedo(points, normals, features),
+            self.roughness_alpha(points, normals, features),
+            self.light_intensity,
+        )
+
+
+def reference_light_init(camera_centers: Tensor, scale: float) -> float:
+    """IRON's start: ``I0 = scale * median(|o|)^2`` (reference §4; ``scale`` = 8)."""
+    return float(scale * camera_centers.norm(dim=-1).median() ** 2)
+
+
+def least_squares_light(unit_light: Tensor, target: Tensor, weights: Tensor | None = None) -> float:
+    """The intensity ``I`` minimising ``sum w (I p - t)^2``: ``I = sum w p t / sum w p^2``.
+
+    ``unit_light`` are the linear predictions rendered with ``I = 1`` (rendering is linear in
+    ``I``), ``target`` the linear observations and ``weights`` (e.g. hit and unsaturated pixels)
+    select where they are compared. With everything else fixed this is the exact minimiser of
+    the L2 image loss over ``I``, so stage 2 starts at the right exposure instead of a heuristic.
+    """
+    if weights is None:
+        weights = torch.ones_like(unit_light)
+    weights = weights.expand_as(unit_light)
+    denominator = (weights * unit_light.square()).sum()
+    if not denominator > 0:
+        raise ValueError("least-squares light: no lit pixel to fit the intensity to")
+    return float((weights * unit_light * target).sum() / denominator)
+
+
+MaterialsFn = Callable[[Tensor, Tensor], dict[str, Tensor]]
+
+
+def materials_function(sdf: SDFField, materials: MaterialFields) -> MaterialsFn:
+    """``(points, unit normals) -> {diffuse_albedo, specular_albedo, roughness}`` for export.
+
+    Features are read from ``sdf`` at the points; call under ``torch.no_grad()``.
+    """
+
+    def query(points: Tensor, normals: Tensor) -> dict[str, Tensor]:
+        features = sdf(points).features
+        sample = materials(points, normals, features)
+        return {
+            "diffuse_albedo": sample.diffuse_albedo,
+            "specular_albedo": sample.specular_albedo,
+            "roughness": sample.roughness,
+        }
+
+    return query
