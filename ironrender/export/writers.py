@@ -1,0 +1,408 @@
+"""Writing the exported asset: OBJ/MTL, texture maps, glTF binary, Mitsuba 3 scene, light.
+
+Material model (the project's GGX at a co-located flash, :mod:`ironrender.rendering.brdf`)::
+
+    f_r = rho_d / pi + rho_s D(alpha) G1^2 / (4 cos_i cos_o)
+
+with ``rho_d`` the diffuse albedo, ``rho_s`` the specular albedo (= F0, the Fresnel factor is
+folded into it) and ``alpha`` the GGX alpha.
+
+Files written to ``out_dir`` (IRON's names, reference §6, where they exist):
+
+* ``mesh.obj`` + ``mesh.mtl``: positions, UVs, vertex normals; ``mtllib``/``usemtl`` (IRON wrote
+  ``usemtl ./mesh.mtl`` where ``mtllib`` belongs). MTL lines: ``map_Kd diffuse_albedo.png``,
+  ``map_Ks specular_albedo.png`` and the PBR extension's ``map_Pr perceptual_roughness.png`` with
+  ``Pm 0`` (dielectric).
+* Texture maps. **PNG colour maps** (``diffuse_albedo``, ``specular_albedo``) are gamma-encoded
+  with 2.2 (:func:`ironrender.data.images.write_image`, the project's approximation of sRGB), as
+  viewers expect for colour textures; **PNG data maps** (``roughness`` = GGX alpha,
+  ``perceptual_roughness`` = sqrt(alpha)) are linear. PNG clips to [0, 1]; every map is also
+  written as linear float **EXR**, unclipped (the specular albedo has no upper bound).
+* ``model.glb``: glTF 2.0 metallic-roughness PBR. ``baseColorTexture`` = diffuse albedo,
+  ``metallicRoughnessTexture`` = (0, sqrt(alpha), 0): glTF's perceptual roughness ``r`` has
+  ``alpha = r^2``; metallic is 0. *Approximation*: a glTF dielectric has a fixed F0 = 0.04, so
+  the per-texel specular albedo ``rho_s`` is not represented in the GLB (exact when rho_s = 0.04,
+  IRON's initial value); the OBJ/MTL and Mitsuba files carry it.
+* ``scene.xml``: a Mitsuba 3 scene that renders exactly ``f_r`` above:
+  ``blendbsdf(weight 0.5, diffuse(2 rho_d), roughconductor(material=none, ggx, alpha,
+  specular_reflectance=2 rho_s))``. ``blendbsdf`` evaluates ``(1 - w) f_0 + w f_1``, so
+  ``w = 0.5`` and doubled textures (``mitsuba_diffuse_x2.exr``, ``mitsuba_specular_x2.exr``) give
+  the sum; ``material=none`` makes the conductor's Fresnel 1, leaving ``rho_s`` as F0 and
+  Mitsuba's separable Smith G and GGX D are the project's. A point light of the estimated
+  intensity sits at the camera (the capture setting); an environment map is a commented-out
+  placeholder. The integrator is ``path`` with ``max_depth`` 2 (direct light only, like IRON's
+  single-bounce model); raise it for global illumination.
+* ``light.json``: the estimated flash intensity ``I`` (radiance ``I / d^2``, seed eq. 3).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import trimesh
+from torch import Tensor
+
+from ironrender.data.images import linear_to_srgb_gamma, write_data_png, write_image
+from ironrender.errors import IronError
+from ironrender.export.bake import DEFAULT_BAKE_CHUNK, BakedTextures, MaterialsFn, bake_textures
+from ironrender.export.mesh import DEFAULT_CHUNK, decimate, extract_mesh
+from ironrender.export.uv import DEFAULT_CHART_PADDING, UVMesh, unwrap
+from ironrender.training.checkpoint import atomic_write_text
+
+DIFFUSE = "diffuse_albedo"
+SPECULAR = "specular_albedo"
+ROUGHNESS = "roughness"  # GGX alpha
+PERCEPTUAL_ROUGHNESS = "perceptual_roughness"  # sqrt(alpha), glTF / MTL-PBR convention
+REQUIRED_MAPS = (DIFFUSE, SPECULAR, ROUGHNESS)
+COLOUR_MAPS = (DIFFUSE, SPECULAR)  # gamma-encoded in PNG; every other map is linear data
+MATERIAL_NAME = "iron_material"
+OBJ_NAME = "mesh.obj"
+MTL_NAME = "mesh.mtl"
+GLB_NAME = "model.glb"
+SCENE_NAME = "scene.xml"
+LIGHT_NAME = "light.json"
+MITSUBA_DIFFUSE = "mitsuba_diffuse_x2.exr"
+MITSUBA_SPECULAR = "mitsuba_specular_x2.exr"
+#: blendbsdf weight: (1 - w) f_diffuse + w f_specular with both textures scaled by 1 / w.
+BLEND_WEIGHT = 0.5
+#: Mitsuba ``path`` depth 2 = emitted + direct light, IRON's single-bounce model.
+MITSUBA_MAX_DEPTH = 2
+#: Placeholder camera of the Mitsuba scene: on +z, looking at the unit sphere holding the object.
+MITSUBA_CAMERA_DISTANCE = 3.0
+MITSUBA_FOV_DEG = 45.0
+MITSUBA_IMAGE_SIZE = 512
+MITSUBA_SPP = 64
+OBJ_FLOAT_FORMAT = "%.6f"
+
+
+@dataclass
+class ExportConfig:
+    """Export options. ``resolution``: marching-cubes grid per axis over [-bound, bound]^3;
+    ``max_faces``: decimation budget before UV unwrapping (xatlas costs ~15 s per 57k faces);
+    ``texture_size``: square texture side (IRON: 2048); ``padding``: texels between UV charts."""
+
+    resolution: int = 256
+    bound: float = 1.0
+    sdf_chunk: int = DEFAULT_CHUNK
+    keep_largest_component: bool = True
+    max_faces: int = 50_000
+    texture_size: int = 2048
+    padding: int = DEFAULT_CHART_PADDING
+    bake_chunk: int = DEFAULT_BAKE_CHUNK
+    write_glb: bool = True
+    write_mitsuba: bool = True
+    progress: bool = True
+
+
+@dataclass
+class ExportResult:
+    """Paths of what :func:`export_asset` wrote, mesh statistics and step timings (seconds)."""
+
+    out_dir: Path
+    obj: Path
+    mtl: Path
+    light: Path
+    textures: dict[str, Path]
+    glb: Path | None
+    scene: Path | None
+    num_vertices: int
+    num_faces: int
+    texel_coverage: float
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def export_asset(
+    sdf_fn: Callable[[Tensor], Tensor],
+    materials_fn: MaterialsFn,
+    light_intensity: float,
+    out_dir: str | Path,
+    config: ExportConfig | None = None,
+    device: torch.device | str = "cpu",
+) -> ExportResult:
+    """SDF + materials -> textured mesh files in ``out_dir`` (see the module docstring).
+
+    ``sdf_fn(points (P,3)) -> (P,)``; ``materials_fn(points, normals) -> {diffuse_albedo (P,3),
+    specular_albedo (P,1|3), roughness (P,1) GGX alpha, ...}`` (extra outputs are written as
+    EXR maps too).
+    """
+    from tqdm.auto import tqdm
+
+    config = config or ExportConfig()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    steps = tqdm(total=4, desc="export", unit="step", disable=not config.progress)
+
+    def done(name: str, start: float) -> None:
+        timings[name] = time.perf_counter() - start
+        steps.set_postfix_str(f"{name} {timings[name]:.1f}s")
+        steps.update()
+
+    start = time.perf_counter()
+    mesh = extract_mesh(
+        sdf_fn,
+        config.resolution,
+        config.bound,
+        config.sdf_chunk,
+        device,
+        config.keep_largest_component,
+    )
+    done("marching_cubes", start)
+    start = time.perf_counter()
+    uv_mesh = unwrap(decimate(mesh, config.max_faces), config.texture_size, config.padding)
+    done("uv_unwrap", start)
+    start = time.perf_counter()
+    baked = bake_textures(
+        uv_mesh, materials_fn, config.texture_size, config.bake_chunk, device, config.progress
+    )
+    done("bake", start)
+    start = time.perf_counter()
+    result = write_asset(uv_mesh, baked, light_intensity, out_dir, config)
+    done("write", start)
+    steps.close()
+    result.timings = timings
+    return result
+
+
+def write_asset(
+    uv_mesh: UVMesh,
+    baked: BakedTextures,
+    light_intensity: float,
+    out_dir: str | Path,
+    config: ExportConfig | None = None,
+) -> ExportResult:
+    """Write every file of the asset from an unwrapped mesh and its baked maps."""
+    config = config or ExportConfig()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    maps = _standard_maps(baked.maps)
+    if not (light_intensity > 0 and np.isfinite(light_intensity)):
+        raise IronError(f"light intensity must be positive and finite, got {light_intensity}")
+
+    textures = write_texture_maps(maps, out_dir)
+    obj = out_dir / OBJ_NAME
+    mtl = out_dir / MTL_NAME
+    write_obj(uv_mesh, obj, MTL_NAME)
+    atomic_write_text(mtl, mtl_text(maps))
+    light = out_dir / LIGHT_NAME
+    atomic_write_text(light, light_json(light_intensity))
+    glb = write_glb(uv_mesh, maps, out_dir / GLB_NAME) if config.write_glb else None
+    scene = None
+    if config.write_mitsuba:
+        write_image(out_dir / MITSUBA_DIFFUSE, maps[DIFFUSE] / (1.0 - BLEND_WEIGHT))
+        write_image(out_dir / MITSUBA_SPECULAR, maps[SPECULAR] / BLEND_WEIGHT)
+        scene = out_dir / SCENE_NAME
+        atomic_write_text(scene, mitsuba_scene_xml(light_intensity))
+    return ExportResult(
+        out_dir=out_dir,
+        obj=obj,
+        mtl=mtl,
+        light=light,
+        textures=textures,
+        glb=glb,
+        scene=scene,
+        num_vertices=len(uv_mesh.vertices),
+        num_faces=len(uv_mesh.faces),
+        texel_coverage=float(baked.coverage.mean()),
+    )
+
+
+def _standard_maps(maps: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Check the required maps, broadcast grey specular to RGB, add perceptual roughness."""
+    missing = [name for name in REQUIRED_MAPS if name not in maps]
+    if missing:
+        raise IronError(f"the material function did not return {missing} (got {sorted(maps)})")
+    out = dict(maps)
+    if out[DIFFUSE].shape[-1] != 3:
+        raise IronError(f"{DIFFUSE} must have 3 channels, got {out[DIFFUSE].shape[-1]}")
+    if out[SPECULAR].shape[-1] == 1:
+        out[SPECULAR] = np.repeat(out[SPECULAR], 3, axis=-1)
+    alpha = out[ROUGHNESS][..., :1]
+    out[ROUGHNESS] = alpha
+    out[PERCEPTUAL_ROUGHNESS] = np.sqrt(np.maximum(alpha, 0.0))
+    return out
+
+
+def write_texture_maps(maps: dict[str, np.ndarray], out_dir: Path) -> dict[str, Path]:
+    """Each map as linear EXR and as PNG (gamma 2.2 for colour maps, linear for data maps).
+
+    Returns the PNG paths by name (the EXR sits next to each with the same stem).
+    """
+    paths = {}
+    for name, texture in maps.items():
+        rgb = texture if texture.shape[-1] == 3 else np.repeat(texture[..., :1], 3, axis=-1)
+        write_image(out_dir / f"{name}.exr", rgb)
+        png = out_dir / f"{name}.png"
+        if name in COLOUR_MAPS:
+            write_image(png, rgb)
+        else:
+            write_data_png(png, rgb if texture.shape[-1] == 3 else texture[..., 0])
+        paths[name] = png
+    return paths
+
+
+def write_obj(uv_mesh: UVMesh, path: Path, mtl_name: str) -> None:
+    """Wavefront OBJ with ``v``/``vt``/``vn`` sharing one index per (seam-duplicated) vertex."""
+    lines = [
+        "# ironrender export: GGX materials, see mesh.mtl and scene.xml\n",
+        f"mtllib {mtl_name}\n",
+    ]
+    lines += _rows("v", uv_mesh.vertices, OBJ_FLOAT_FORMAT)
+    lines += _rows("vt", uv_mesh.uvs, OBJ_FLOAT_FORMAT)
+    lines += _rows("vn", uv_mesh.normals, OBJ_FLOAT_FORMAT)
+    lines.append(f"usemtl {MATERIAL_NAME}\n")
+    one_based = uv_mesh.faces + 1
+    lines += [f"f {a}/{a}/{a} {b}/{b}/{b} {c}/{c}/{c}\n" for a, b, c in one_based.tolist()]
+    atomic_write_text(path, "".join(lines))
+
+
+def _rows(tag: str, values: np.ndarray, fmt: str) -> list[str]:
+    import io
+
+    buffer = io.StringIO()
+    np.savetxt(buffer, values, fmt=fmt)
+    return [f"{tag} {line}\n" for line in buffer.getvalue().splitlines()]
+
+
+def mtl_text(maps: dict[str, np.ndarray]) -> str:
+    """The MTL: classic ``Kd``/``Ks`` maps plus the PBR extension's ``Pr``/``Pm``."""
+    lines = [
+        "# ironrender export. f_r = rho_d/pi + rho_s D G / (4 cos_i cos_o), GGX.",
+        "# map_Kd: diffuse albedo rho_d (PNG gamma 2.2); map_Ks: specular albedo rho_s = F0",
+        "# (PNG gamma 2.2); map_Pr: perceptual roughness sqrt(alpha) (linear PNG).",
+        "# Linear float EXR versions of every map sit next to the PNGs.",
+        f"newmtl {MATERIAL_NAME}",
+        "Ka 0 0 0",
+        "Kd 1 1 1",
+        "Ks 1 1 1",
+        "Ke 0 0 0",
+        "illum 2",
+        "Pm 0",
+        f"map_Kd {DIFFUSE}.png",
+        f"map_Ks {SPECULAR}.png",
+        f"map_Pr {PERCEPTUAL_ROUGHNESS}.png",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def light_json(light_intensity: float) -> str:
+    return (
+        json.dumps(
+            {
+                "light_intensity": float(light_intensity),
+                "model": "point light co-located with the camera; radiance I / d^2 (seed eq. 3)",
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+
+
+def write_glb(uv_mesh: UVMesh, maps: dict[str, np.ndarray], path: Path) -> Path:
+    """glTF 2.0 binary with a metallic-roughness PBR material (see the module docstring)."""
+    from PIL import Image
+
+    base = np.round(linear_to_srgb_gamma(maps[DIFFUSE]) * 255.0).astype(np.uint8)
+    rough = np.clip(maps[PERCEPTUAL_ROUGHNESS][..., 0], 0.0, 1.0)
+    packed = np.zeros((*rough.shape, 3), dtype=np.float32)
+    packed[..., 1] = rough  # G: roughness; B: metallic = 0; R unused
+    packed = np.round(packed * 255.0).astype(np.uint8)
+    material = trimesh.visual.material.PBRMaterial(
+        name=MATERIAL_NAME,
+        baseColorTexture=Image.fromarray(base),
+        metallicRoughnessTexture=Image.fromarray(packed),
+        metallicFactor=1.0,
+        roughnessFactor=1.0,
+    )
+    mesh = trimesh.Trimesh(
+        vertices=uv_mesh.vertices,
+        faces=uv_mesh.faces,
+        vertex_normals=uv_mesh.normals,
+        visual=trimesh.visual.TextureVisuals(uv=uv_mesh.uvs, material=material),
+        process=False,
+    )
+    path.write_bytes(mesh.export(file_type="glb"))
+    return path
+
+
+def mitsuba_scene_xml(light_intensity: float) -> str:
+    """Mitsuba 3 scene for the asset; ``$spp``, ``$width``... can be overridden at load time."""
+    d = MITSUBA_CAMERA_DISTANCE
+    return f"""<?xml version="1.0" encoding="utf-8"?>
+<!-- ironrender export: f_r = rho_d/pi + rho_s D G / (4 cos_i cos_o) (GGX, F0 = rho_s).
+     blendbsdf evaluates (1 - w) f0 + w f1; with w = {BLEND_WEIGHT} the scaled textures sum up.
+     Override defaults when loading, e.g. mi.load_file("scene.xml", spp=256). -->
+<scene version="3.0.0">
+    <default name="spp" value="{MITSUBA_SPP}"/>
+    <default name="width" value="{MITSUBA_IMAGE_SIZE}"/>
+    <default name="height" value="{MITSUBA_IMAGE_SIZE}"/>
+    <default name="fov" value="{MITSUBA_FOV_DEG}"/>
+    <default name="max_depth" value="{MITSUBA_MAX_DEPTH}"/>
+    <default name="light_intensity" value="{float(light_intensity)!r}"/>
+
+    <integrator type="path">
+        <integer name="max_depth" value="$max_depth"/>
+    </integrator>
+
+    <sensor type="perspective">
+        <float name="fov" value="$fov"/>
+        <string name="fov_axis" value="x"/>
+        <transform name="to_world">
+            <lookat origin="0, 0, {d}" target="0, 0, 0" up="0, 1, 0"/>
+        </transform>
+        <sampler type="independent">
+            <integer name="sample_count" value="$spp"/>
+        </sampler>
+        <film type="hdrfilm">
+            <integer name="width" value="$width"/>
+            <integer name="height" value="$height"/>
+            <rfilter type="box"/>
+        </film>
+    </sensor>
+
+    <!-- The capture setting: a point light at the camera centre (flash). -->
+    <emitter type="point">
+        <point name="position" x="0" y="0" z="{d}"/>
+        <rgb name="intensity" value="$light_intensity"/>
+    </emitter>
+    <!-- Relighting placeholder: replace the point light by an environment map.
+    <emitter type="envmap">
+        <string name="filename" value="envmap.exr"/>
+    </emitter>
+    -->
+
+    <bsdf type="blendbsdf" id="{MATERIAL_NAME}">
+        <float name="weight" value="{BLEND_WEIGHT}"/>
+        <bsdf type="diffuse">
+            <texture type="bitmap" name="reflectance">
+                <string name="filename" value="{MITSUBA_DIFFUSE}"/>
+                <string name="wrap_mode" value="clamp"/>
+            </texture>
+        </bsdf>
+        <bsdf type="roughconductor">
+            <string name="material" value="none"/>
+            <string name="distribution" value="ggx"/>
+            <texture type="bitmap" name="alpha">
+                <string name="filename" value="{ROUGHNESS}.exr"/>
+                <string name="wrap_mode" value="clamp"/>
+                <boolean name="raw" value="true"/>
+            </texture>
+            <texture type="bitmap" name="specular_reflectance">
+                <string name="filename" value="{MITSUBA_SPECULAR}"/>
+                <string name="wrap_mode" value="clamp"/>
+            </texture>
+        </bsdf>
+    </bsdf>
+
+    <shape type="obj">
+        <string name="filename" value="{OBJ_NAME}"/>
+        <ref id="{MATERIAL_NAME}"/>
+    </shape>
+</scene>
+"""
