@@ -1,0 +1,114 @@
+"""The GGX microfacet BRDF at a co-located point light (IRON stage 2, seed eqs. 1-3).
+
+With the flash at the camera centre ``o`` the light and view directions coincide,
+``omega_i = omega_o = v``, so the half-vector is ``h = v`` and the only angle left is
+
+    c = n . v            (cosine between the shading normal and the direction to the camera).
+
+The project's parameterisation (fixed for the whole team; the synthetic ground truth uses it):
+
+    f_r = rho_d / pi + rho_s * D(c; alpha) * G1(c; alpha)^2 / (4 c^2)
+
+* ``D`` is the GGX / Trowbridge-Reitz normal distribution evaluated at ``n . h = c``:
+  ``D(c) = alpha^2 / (pi * (c^2 (alpha^2 - 1) + 1)^2)``; it is normalised so that the integral
+  of ``D(h) (n . h)`` over the hemisphere is 1.
+* ``G1`` is Smith's masking function for GGX, ``G1(c) = 2 / (1 + sqrt(1 + alpha^2 tan^2 theta))``
+  with ``tan^2 theta = (1 - c^2) / c^2``; the shadowing-masking term is the *separable* product
+  ``G1(omega_i) G1(omega_o) = G1(c)^2`` (Mitsuba's ``roughconductor``/``roughplastic`` use the same
+  separable form).
+* ``rho_d`` is the diffuse albedo (RGB). ``rho_s`` is the specular albedo, the Fresnel
+  reflectance at normal incidence ``F0`` (RGB or grey): because ``h = v``, the Fresnel factor is
+  evaluated at ``omega_i . h = 1`` and is exactly ``F0`` for Schlick's or the exact formula.
+* ``alpha`` is the GGX alpha itself (not perceptual roughness; IRON feeds its roughness network
+  straight into alpha).
+
+Radiance leaving the surface towards the camera (seed eqs. 2-3):
+
+    L = I / d^2 * f_r * c,      d = |x - o| (distance to the light = camera centre).
+
+Clamps (named below): ``c`` is clamped to [COS_EPS, 1] -- back-facing or grazing points get a
+tiny positive cosine, so their radiance tends to 0 instead of dividing by zero (the specular
+term behaves like ``rho_s c / pi`` as ``c -> 0``, so it stays finite); ``alpha`` is clamped to at
+least ``ALPHA_MIN`` (Mitsuba's own lower bound) so that ``D`` stays finite.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+COS_EPS = 1e-5  # smallest n.v used in shading (IRON clamps to [1e-5, 0.99999])
+ALPHA_MIN = 1e-4  # smallest GGX alpha (IRON's and Mitsuba's lower bound)
+
+
+@dataclass
+class GGXMaterial:
+    """Material parameters per shading point.
+
+    ``diffuse_albedo`` (..., 3) rho_d; ``specular_albedo`` (..., 3) or (..., 1) rho_s = F0;
+    ``alpha`` (..., 1) or (...,) GGX alpha.
+    """
+
+    diffuse_albedo: Tensor
+    specular_albedo: Tensor
+    alpha: Tensor
+
+
+@dataclass
+class FlashShading:
+    """Shaded radiance (..., 3) split into its diffuse and specular parts (both include I/d^2 c)."""
+
+    diffuse: Tensor
+    specular: Tensor
+
+    @property
+    def radiance(self) -> Tensor:
+        return self.diffuse + self.specular
+
+
+def ggx_distribution(cos_h: Tensor, alpha: Tensor) -> Tensor:
+    """GGX normal distribution ``D = alpha^2 / (pi (c^2 (alpha^2 - 1) + 1)^2)`` at ``n.h = c``."""
+    alpha2 = alpha.clamp_min(ALPHA_MIN) ** 2
+    c2 = cos_h**2
+    return alpha2 / (math.pi * (c2 * (alpha2 - 1.0) + 1.0) ** 2)
+
+
+def smith_g1(cos_theta: Tensor, alpha: Tensor) -> Tensor:
+    """Smith masking for GGX, ``2 / (1 + sqrt(1 + alpha^2 tan^2 theta))``, in (0, 1]."""
+    c2 = cos_theta.clamp(COS_EPS, 1.0) ** 2
+    tan2 = (1.0 - c2) / c2
+    alpha2 = alpha.clamp_min(ALPHA_MIN) ** 2
+    return 2.0 / (1.0 + torch.sqrt(1.0 + alpha2 * tan2))
+
+
+def colocated_brdf_terms(cos_nv: Tensor, alpha: Tensor) -> Tensor:
+    """The geometric part of the specular lobe, ``D G1^2 / (4 c^2)`` (...), with ``c`` clamped."""
+    c = cos_nv.clamp(COS_EPS, 1.0)
+    return ggx_distribution(c, alpha) * smith_g1(c, alpha) ** 2 / (4.0 * c**2)
+
+
+def shade_flash(
+    material: GGXMaterial,
+    normals: Tensor,
+    points: Tensor,
+    light_positions: Tensor,
+    light_intensity: Tensor | float,
+) -> FlashShading:
+    """Radiance towards a camera whose centre holds a point light (seed eqs. 2-3).
+
+    ``normals`` (..., 3) unit shading normals; ``points`` (..., 3); ``light_positions`` (..., 3)
+    the camera centres; ``light_intensity`` a scalar (grey) or (..., 3) radiant intensity ``I``.
+    Returns ``I / d^2 * f_r * c`` split into diffuse and specular parts.
+    """
+    to_light = light_positions - points
+    d2 = (to_light**2).sum(-1, keepdim=True)
+    v = to_light / d2.sqrt()
+    c = (normals * v).sum(-1, keepdim=True).clamp(COS_EPS, 1.0)
+    alpha = material.alpha if material.alpha.ndim == c.ndim else material.alpha.unsqueeze(-1)
+    irradiance = light_intensity / d2 * c  # I / d^2 * (n . omega_i)
+    diffuse = material.diffuse_albedo / math.pi * irradiance
+    specular = material.specular_albedo * colocated_brdf_terms(c, alpha) * irradiance
+    return FlashShading(diffuse=diffuse, specular=specular)
