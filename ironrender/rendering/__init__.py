@@ -1,1 +1,1 @@
-"""Renderers: stage-1 volume rendering, stage-2 sphere-traced surfaces, edges and the flash BRDF."""
+"""Rendering: NeuS volume rendering (stage 1) and ray sampling."""
