@@ -224,6 +224,16 @@ def horizontal_fov_degrees(K: np.ndarray, width: int, height: int) -> float:
     return math.degrees(2.0 * math.atan(width / (2.0 * fx)))
 
 
+def multijitter_sample_count(spp: int) -> int:
+    """The sample count Mitsuba's ``multijitter`` sampler uses for a request of ``spp``.
+
+    It jitters an n x m grid with n = floor(sqrt(spp)), m = ceil(spp / n) and warns when it has
+    to round; asking for the rounded count up front keeps the output quiet and the count known.
+    """
+    n = max(1, math.isqrt(int(spp)))
+    return n * math.ceil(int(spp) / n)
+
+
 def perspective_sensor(
     K: np.ndarray,
     c2w: np.ndarray,
@@ -231,16 +241,19 @@ def perspective_sensor(
     height: int,
     spp: int,
     pixel_format: str = "rgb",
-    sampler: str = "stratified",
+    sampler: str = "multijitter",
 ) -> dict:
     """A Mitsuba ``perspective`` sensor dict matching one of our cameras exactly.
 
     A box reconstruction filter makes pixel (i, j) the average radiance over the square
     [i, i+1) x [j, j+1), whose centre is our ray through (i + 0.5, j + 0.5).
-    Call :func:`select_variant` first.
+    Call :func:`select_variant` first. The ``multijitter`` count is rounded up with
+    :func:`multijitter_sample_count`.
     """
     import mitsuba as mi
 
+    if sampler == "multijitter":
+        spp = multijitter_sample_count(spp)
     return {
         "type": "perspective",
         "fov": horizontal_fov_degrees(K, width, height),
