@@ -9,7 +9,7 @@ therefore rendered as a blend of the two surfaces they see:
 2. :func:`walk_to_edges` (Algorithm 1): from each candidate's hit, walk on the zero level set
    towards the contour (``n . v -> 0``) and keep the points reached.
 3. :func:`select_edge_pixels`: project the 3D edge points; the pixel ``floor(uv)`` owns at most
-   one of them (sub-pixel edge localisation).
+   one of them (sub-pixel edge localisation); optionally :func:`fill_edge_gaps`.
 4. :func:`reparameterize_edge_points` (seed eq. 5): let the edge point move along its normal
    when the SDF changes, so the projected edge ``uv_e`` is differentiable.
 5. :func:`coverage_weight` (seed eqs. 6-8): the fraction ``w_A`` of the pixel footprint on the
@@ -45,6 +45,8 @@ class EdgeConfig:
     ``footprint``: ``"circle"`` (the paper's disc of radius ``footprint_radius``, exact segment
     area on either side of the centre), ``"reference"`` (IRON's clamp: ``w_A = 0.5`` whenever the
     centre is outside) or ``"square"`` (exact pixel-box coverage); see :func:`coverage_weight`.
+    ``fill_gaps`` also treats pixels that the local edge line crosses but that no walk landed in
+    as edge pixels (:func:`fill_edge_gaps`).
     """
 
     depth_gradient_threshold: float = 1e-2  # tau, on kornia's normalised Sobel magnitude
@@ -53,22 +55,27 @@ class EdgeConfig:
     dot_threshold: float = 0.05  # delta: stop when |n . v| <= delta
     footprint_radius: float = math.sqrt(2.0) / 2.0  # r, pixels: circle through the pixel corners
     footprint: str = "circle"
+    fill_gaps: bool = True  # extension (not in IRON, False reproduces it): see fill_edge_gaps
 
 
 @dataclass
 class EdgeWalk:
-    """Result of Algorithm 1 for M starting points: ``points`` (M, 3), ``found`` (M,) bool."""
+    """Result of Algorithm 1 for M starting points: ``points`` (M, 3), ``found`` (M,) bool and
+    ``normals`` (M, 3), the unit normals at the last step."""
 
     points: Tensor
     found: Tensor
+    normals: Tensor
 
 
 @dataclass
 class EdgePixels:
-    """One 3D edge point per edge pixel: ``pixels`` (E,) flat index y * W + x; ``points`` (E, 3)."""
+    """One 3D edge point per edge pixel: ``pixels`` (E,) flat index y * W + x; ``points`` (E, 3);
+    ``normals`` (E, 3) unit normals there (no gradients)."""
 
     pixels: Tensor
     points: Tensor
+    normals: Tensor
 
 
 @dataclass
@@ -103,6 +110,7 @@ def walk_to_edges(sdf: SDFField, points: Tensor, eye: Tensor, config: EdgeConfig
     step: the pull-back uses the value at the current point; found points get a final pull-back.
     """
     x = points.clone()
+    normals = torch.zeros_like(points)
     found = torch.zeros(points.shape[0], dtype=torch.bool, device=points.device)
     active = torch.ones_like(found)
     for step in range(config.max_steps + 1):
@@ -115,6 +123,7 @@ def walk_to_edges(sdf: SDFField, points: Tensor, eye: Tensor, config: EdgeConfig
         cos = (n * v).sum(-1)
         done = cos.abs() <= config.dot_threshold
         on_surface = x[idx] - sample.sdf[:, None] * n
+        normals[idx] = n
         x[idx[done]] = on_surface[done]
         found[idx[done]] = True
         active[idx[done]] = False
@@ -123,10 +132,10 @@ def walk_to_edges(sdf: SDFField, points: Tensor, eye: Tensor, config: EdgeConfig
         go = ~done
         direction = F.normalize(n[go] - v[go] / cos[go, None], dim=-1)
         x[idx[go]] = on_surface[go] + config.step_size * direction
-    return EdgeWalk(points=x, found=found)
+    return EdgeWalk(points=x, found=found, normals=normals)
 
 
-def select_edge_pixels(cameras: Cameras, index: int, points: Tensor) -> EdgePixels:
+def select_edge_pixels(cameras: Cameras, index: int, points: Tensor, normals: Tensor) -> EdgePixels:
     """Project edge points; keep those inside the image and one per pixel ``floor(uv)``.
 
     Among several points in one pixel the first in input order is kept (IRON keeps an arbitrary
@@ -137,14 +146,57 @@ def select_edge_pixels(cameras: Cameras, index: int, points: Tensor) -> EdgePixe
         uv, z = cameras.project(points, index)
         ij = torch.floor(uv).long()
         inside = (z > 0) & (ij[:, 0] >= 0) & (ij[:, 0] < W) & (ij[:, 1] >= 0) & (ij[:, 1] < H)
-        ij, kept = ij[inside], points[inside]
+        ij, kept, kept_normals = ij[inside], points[inside], normals[inside]
         flat = ij[:, 1] * W + ij[:, 0]
         unique, inverse = torch.unique(flat, return_inverse=True)
         order = torch.arange(flat.shape[0], device=flat.device)
         first = torch.full_like(unique, flat.shape[0]).scatter_reduce(
             0, inverse, order, reduce="amin"
         )
-    return EdgePixels(pixels=unique, points=kept[first])
+    return EdgePixels(pixels=unique, points=kept[first], normals=kept_normals[first])
+
+
+def fill_edge_gaps(cameras: Cameras, index: int, edges: EdgePixels) -> EdgePixels:
+    """Add the neighbours that an edge pixel's edge line crosses but no walk landed in.
+
+    Walks land on the contour at roughly the polar angles of their starting pixels, so pixels
+    whose square the silhouette only clips (a corner) are often missed: they then render as
+    plain background or interior pixels and lose their share of the silhouette gradient. For each
+    edge pixel with point ``uv_e`` and 2D normal ``n2`` (from its unit 3D normal),
+    every one of its 8 neighbours with centre ``c`` and ``|(uv_e - c) . n2| < (|n2_x| + |n2_y|)/2``
+    (the straight line crosses its square) and no edge point of its own gets the same 3D point;
+    its coverage is then evaluated against that line. Not in IRON; exact for straight edges.
+    """
+    W, H = cameras.width(index), cameras.height(index)
+    with torch.no_grad():
+        uv, _ = cameras.project(edges.points, index)
+        n2 = image_edge_normals(cameras, index, edges.normals)
+        half_extent = 0.5 * n2.abs().sum(-1, keepdim=True)
+        step = torch.tensor(
+            [[dx, dy] for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dx or dy], device=uv.device
+        )
+        ij = torch.stack([edges.pixels % W, edges.pixels // W], -1)
+        neighbours = ij[:, None] + step  # (E, 8, 2)
+        centres = neighbours.to(uv.dtype) + 0.5
+        offset = ((uv[:, None] - centres) * n2[:, None]).sum(-1)
+        inside = (neighbours >= 0).all(-1) & (neighbours[..., 0] < W) & (neighbours[..., 1] < H)
+        crossed = inside & (offset.abs() < half_extent)
+        flat = neighbours[..., 1] * W + neighbours[..., 0]
+        taken = torch.zeros(W * H, dtype=torch.bool, device=uv.device)
+        taken[edges.pixels] = True
+        crossed &= ~taken[flat.clamp(0, W * H - 1)]
+        source = torch.arange(len(edges.pixels), device=uv.device)[:, None].expand_as(flat)
+        new_pixels, source = flat[crossed], source[crossed]
+        unique, inverse = torch.unique(new_pixels, return_inverse=True)
+        order = torch.arange(new_pixels.shape[0], device=uv.device)
+        first = torch.full_like(unique, new_pixels.shape[0]).scatter_reduce(
+            0, inverse, order, reduce="amin"
+        )
+    return EdgePixels(
+        pixels=torch.cat([edges.pixels, unique]),
+        points=torch.cat([edges.points, edges.points[source[first]]]),
+        normals=torch.cat([edges.normals, edges.normals[source[first]]]),
+    )
 
 
 # --------------------------------------------------------------------------------- gradients

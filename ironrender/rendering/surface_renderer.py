@@ -37,6 +37,7 @@ from ironrender.rendering.edges import (
     EdgeConfig,
     coverage_weight,
     depth_discontinuities,
+    fill_edge_gaps,
     image_edge_normals,
     reparameterize_edge_points,
     select_edge_pixels,
@@ -133,7 +134,11 @@ def render_patch(
         ).reshape(-1)
         starts = origins[candidates] + trace.t[candidates, None] * directions[candidates]
         walk = walk_to_edges(sdf, starts, eye, config.edges)
-        selected = select_edge_pixels(cameras, index, walk.points[walk.found])
+        selected = select_edge_pixels(
+            cameras, index, walk.points[walk.found], walk.normals[walk.found]
+        )
+        if config.edges.fill_gaps:
+            selected = fill_edge_gaps(cameras, index, selected)
         edge_pixels, edge_points = selected.pixels, selected.points
         edge_flat[edge_pixels] = True
 
