@@ -48,15 +48,18 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from ironrender.data.cameras import Cameras, intrinsics_from_fov, look_at
-from ironrender.data.dataset import save_split
 from ironrender.data.envmap import SkyConfig, procedural_sky
 from ironrender.data.images import read_image, write_data_png, write_image
 from ironrender.errors import IronError
+
+if TYPE_CHECKING:  # torch is imported where it is used: `iron --help` must stay fast
+    import torch
+
+    from ironrender.data.cameras import Cameras
 
 ASSET_DIR = Path(__file__).resolve().parents[1] / "assets" / "spot"
 DEFAULT_MESH = ASSET_DIR / "spot_triangulated.obj"
@@ -255,7 +258,10 @@ def sample_poses(
     rotation drawn from ``seed``; a seeded random subset is the test set, so test views lie
     between training views. The image's up is world +Y (+Z for views along +-Y).
     """
+    import torch
     from scipy.spatial.transform import Rotation
+
+    from ironrender.data.cameras import look_at
 
     n = n_train + n_test
     k = np.arange(n) + 0.5
@@ -295,6 +301,10 @@ def fit_field_of_view(vertices: np.ndarray, w2c: torch.Tensor, fill: float) -> f
 
 def cameras_from_poses(w2c: torch.Tensor, resolution: int, fov_degrees: float) -> Cameras:
     """Square pinhole cameras with a centred principal point (float64, CPU)."""
+    import torch
+
+    from ironrender.data.cameras import Cameras, intrinsics_from_fov
+
     K = intrinsics_from_fov(resolution, resolution, fov_degrees).to(torch.float64)
     sizes = torch.tensor([[resolution, resolution]]).expand(len(w2c), 2).clone()
     return Cameras(K.expand(len(w2c), 3, 3).clone(), w2c, sizes)
@@ -401,8 +411,10 @@ def synthesize(
     ``overwrite`` replaces those three folders if they exist; otherwise existing ones are an
     error.
     """
+    import torch
     from tqdm import tqdm
 
+    from ironrender.data.dataset import save_split
     from ironrender.data.mitsuba_backend import (
         multijitter_sample_count,
         perspective_sensor,
