@@ -309,3 +309,12 @@ def test_mitsuba_scene_renders_the_ggx_model(exported):
         np.testing.assert_allclose(image[row, column, 2], blue.mean(), rtol=0.05, atol=5e-3)
         checked += 1
     assert checked > 10
+
+
+def test_an_sdf_field_can_be_passed_directly():
+    from ironrender.fields.base import SphereSDF
+
+    field = SphereSDF(radius=SPHERE_RADIUS)
+    mesh = extract_mesh(field, resolution=32)
+    assert mesh.is_watertight
+    assert np.abs(np.linalg.norm(mesh.vertices, axis=1) - SPHERE_RADIUS).max() < 0.01

@@ -54,7 +54,8 @@ def sdf_grid(
             j = (flat // resolution) % resolution
             k = flat % resolution
             points = torch.stack([axis[i], axis[j], axis[k]], dim=-1)
-            values = sdf_fn(points).reshape(-1)
+            values = sdf_fn(points)
+            values = getattr(values, "sdf", values).reshape(-1)  # an SDFSample works too
             volume[start : start + len(flat)] = values.detach().float().cpu().numpy()
     return volume.reshape(resolution, resolution, resolution)
 
@@ -109,7 +110,8 @@ def extract_mesh(
 ) -> trimesh.Trimesh:
     """The zero level set of ``sdf_fn`` as a triangle mesh with outward-facing faces.
 
-    ``sdf_fn`` maps points (P, 3) on ``device`` to SDF values (P,) or (P, 1). Vertices are in
+    ``sdf_fn`` maps points (P, 3) on ``device`` to SDF values (P,) or (P, 1) (or to an
+    :class:`~ironrender.fields.base.SDFSample`, so an ``SDFField`` can be passed). Vertices are in
     world coordinates; the grid spacing ``2 * bound / (resolution - 1)`` bounds the error.
     """
     volume = sdf_grid(sdf_fn, resolution, bound, chunk, device)
