@@ -93,8 +93,9 @@ class FoldingConfig:
     max_center_offset: float = 0.7
     # Cameras of a capture around an object spread over this many degrees of azimuth at least.
     min_azimuth_coverage_deg: float = 200.0
-    # The mean camera up vector must be this long for azimuths to be meaningful.
-    min_up_agreement: float = 0.5
+    # Azimuths need level cameras: mean squared sine of the right axes' tilt at most this
+    # (0.1: about 18 degrees of roll, RMS).
+    max_roll_spread: float = 0.1
     # Two-view check: pairs with this many verified matches are compared with the poses.
     min_pair_inliers: int = 50
     max_epipolar_error_px: float = 4.0  # a match "fits" the recovered poses within this
@@ -625,7 +626,7 @@ def _read_model(pycolmap, model_dir: str, photos: list[_Photo]):
         model = pycolmap.Reconstruction(path)
     except Exception as exc:
         raise IronError(f"{path}: cannot read COLMAP model ({type(exc).__name__}: {exc})") from exc
-    by_file = {p.path.name: p for p in photos}
+    by_file = _photos_by_model_name(photos)
     used = [by_file[Path(im.name).name] for im in model.images.values()
             if im.has_pose and Path(im.name).name in by_file]  # fmt: skip
     if not used:
@@ -641,7 +642,7 @@ def _stage_for_model(model, photos: list[_Photo], folder: Path, warnings) -> dic
     orientation matches the camera, the raw pixels are used.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    by_file = {p.path.name: p for p in photos}
+    by_file = _photos_by_model_name(photos)
     staged = {}
     for image in model.images.values():
         photo = by_file.get(Path(image.name).name)
@@ -664,6 +665,14 @@ def _stage_for_model(model, photos: list[_Photo], folder: Path, warnings) -> dic
         write_image(out, resize_linear(chosen, target))
         staged[photo.name] = out
     return staged
+
+
+def _photos_by_model_name(photos: list[_Photo]) -> dict[str, _Photo]:
+    """Photos by the names a COLMAP model may use: the file name, or the dataset name (the
+    models this module writes name the staged copies, ``<stem>.png``)."""
+    by_name = {p.name: p for p in photos}
+    by_name.update({p.path.name: p for p in photos})
+    return by_name
 
 
 def _same_aspect(image: np.ndarray, size: tuple[int, int]) -> bool:
@@ -828,9 +837,10 @@ def check_folding(
     * **Off-centre views**: a person centres the object; the origin must project inside
       ``max_center_offset`` of each half-width/height around the image centre, in front of
       the camera.
-    * **One-sided cameras**: azimuths of the camera centres around the mean up direction
-      (cameras' -y axis) must cover ``min_azimuth_coverage_deg``; a fold collapses them onto
-      one side. (A capture from one side only is flagged too: the warning says so.)
+    * **One-sided cameras**: azimuths of the camera centres around the up direction (the one
+      orthogonal to the cameras' level right axes) must cover ``min_azimuth_coverage_deg``;
+      a fold collapses them onto one side. (A capture from one side only is flagged too: the
+      warning says so.)
     * **Two-view disagreement**: matches verified between two photos must fit the recovered
       relative pose (Sampson error below ``max_epipolar_error_px``); pairs whose matches
       mostly do not fit were pulled into a different geometry than their own images show.
@@ -846,8 +856,9 @@ def check_folding(
         )
     coverage = azimuth_coverage_degrees(
         cameras.centers.double().cpu().numpy(),
+        cameras.w2c[:, 0, :3].double().cpu().numpy(),
         -cameras.w2c[:, 1, :3].double().cpu().numpy(),
-        config.min_up_agreement,
+        config.max_roll_spread,
     )
     if coverage is not None and coverage < config.min_azimuth_coverage_deg:
         warnings.append(
@@ -883,18 +894,22 @@ def off_center_views(cameras: Cameras, max_offset: float) -> list[int]:
 
 
 def azimuth_coverage_degrees(
-    centers: np.ndarray, ups: np.ndarray, min_up_agreement: float
+    centers: np.ndarray, rights: np.ndarray, ups: np.ndarray, max_roll_spread: float
 ) -> float | None:
     """Degrees of azimuth around the object (at the origin) that the camera centres span.
 
-    Azimuths are measured in the plane orthogonal to the mean up vector; the coverage is 360
-    minus the largest gap between neighbouring azimuths. None when the cameras' up vectors
-    disagree (mean length below ``min_up_agreement``).
+    The world's up is the direction most orthogonal to every camera's right axis (photos are
+    held level; a camera tilted down still has a level right axis): the eigenvector of
+    ``sum_i r_i r_i^T`` with the smallest eigenvalue, signed like the cameras' mean up. The
+    coverage is 360 minus the largest gap between the centres' azimuths around it. None when
+    the right axes are not level enough (mean ``(r_i . up)^2`` above ``max_roll_spread``).
     """
-    up = ups.mean(axis=0)
-    if np.linalg.norm(up) < min_up_agreement or len(centers) < 2:
+    if len(centers) < 2:
         return None
-    up = up / np.linalg.norm(up)
+    eigenvalues, eigenvectors = np.linalg.eigh(rights.T @ rights)
+    if eigenvalues[0] / len(rights) > max_roll_spread:
+        return None
+    up = eigenvectors[:, 0] * (1.0 if eigenvectors[:, 0] @ ups.sum(0) >= 0 else -1.0)
     helper = np.eye(3)[int(np.argmin(np.abs(up)))]
     e1 = np.cross(up, helper)
     e1 /= np.linalg.norm(e1)
