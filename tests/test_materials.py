@@ -137,3 +137,45 @@ def test_least_squares_light_matches_numpy(rng):
         torch.from_numpy(unit), torch.from_numpy(7.5 * unit)
     ) == pytest.approx(7.5)
     assert math.isfinite(got)
+
+
+def test_shader_matches_hand_written_ggx():
+    """Constant materials at known points: the shader's radiance equals the formula in numpy."""
+    from ironrender.fields.materials import MaterialShader
+    from ironrender.rendering.surface import SurfaceHit
+
+    radiance = make_radiance()
+    with torch.no_grad():  # constant diffuse albedo sigmoid(b) = (0.6, 0.3, 0.2)
+        last = radiance.mlp.layers[-1]
+        last.weight.zero_()
+        last.bias.copy_(torch.logit(torch.tensor([0.6, 0.3, 0.2])))
+    config = MaterialConfig(specular_init=0.05, roughness_init=0.25)
+    materials = MaterialFields(radiance, config, FEATURES, light_intensity=7.0)
+    points, normals, features = random_inputs(32, seed=4)
+    eye = torch.tensor([0.3, 2.0, 1.5])
+    view = torch.nn.functional.normalize(eye - points, dim=-1)
+    normals = torch.nn.functional.normalize(view + 0.5 * normals, dim=-1)  # front-facing
+    hit = SurfaceHit(
+        points=points,
+        normals=normals,
+        gradients=normals,
+        sdf=torch.zeros(32),
+        features=features,
+        view_dirs=view,
+        t=torch.ones(32),
+        mask=torch.ones(32, dtype=torch.bool),
+    )
+    result = MaterialShader(materials)(hit, eye.expand(32, 3), view)
+
+    p, n, o = points.double().numpy(), normals.double().numpy(), eye.double().numpy()
+    d2 = ((o - p) ** 2).sum(-1)
+    c = (n * (o - p)).sum(-1) / np.sqrt(d2)
+    a2 = 0.25**2
+    D = a2 / (np.pi * (c**2 * (a2 - 1) + 1) ** 2)
+    G1 = 2 / (1 + np.sqrt(1 + a2 * (1 - c**2) / c**2))
+    f_r = np.array([0.6, 0.3, 0.2]) / np.pi + (0.05 * D * G1**2 / (4 * c**2))[:, None]
+    expected = 7.0 / d2[:, None] * f_r * c[:, None]
+    np.testing.assert_allclose(result.color.detach().numpy(), expected, rtol=1e-4)
+    np.testing.assert_allclose(result.extras["roughness"].detach().numpy(), 0.25, rtol=1e-5)
+    unit = MaterialShader(materials, unit_light=True)(hit, eye.expand(32, 3), view)
+    np.testing.assert_allclose(unit.color.detach().numpy(), expected / 7.0, rtol=1e-4)

@@ -40,6 +40,9 @@ from ironrender.fields.base import SDFField
 from ironrender.fields.encodings import DenseGridEncoding, GridConfig, PositionalEncoding
 from ironrender.fields.radiance import RadianceField
 from ironrender.fields.sdf import MLP
+from ironrender.rendering.brdf import GGXMaterial, shade_flash
+from ironrender.rendering.surface import SurfaceHit
+from ironrender.rendering.surface_renderer import ShadeResult
 
 RGB = 3
 NORMAL_DIM = 3
@@ -232,6 +235,32 @@ def least_squares_light(unit_light: Tensor, target: Tensor, weights: Tensor | No
     if not denominator > 0:
         raise ValueError("least-squares light: no lit pixel to fit the intensity to")
     return float((weights * unit_light * target).sum() / denominator)
+
+
+class MaterialShader:
+    """The stage-2 :data:`~ironrender.rendering.surface_renderer.ShadeFn`: materials + GGX flash.
+
+    For each hit, ``L = I / d^2 * f_r * c`` (seed Eqs. 2-3) with the materials queried at the
+    reparameterised point, its unit normal and SDF feature. ``unit_light=True`` renders with
+    ``I = 1`` (the least-squares light initialisation). Extras: ``diffuse_albedo`` and
+    ``specular_albedo`` (3), ``roughness`` (1), per pixel for the range loss and evaluation.
+    """
+
+    def __init__(self, materials: MaterialFields, unit_light: bool = False):
+        self.materials = materials
+        self.unit_light = unit_light
+
+    def __call__(self, hit: SurfaceHit, light_positions: Tensor, view_dirs: Tensor) -> ShadeResult:
+        sample = self.materials(hit.points, hit.normals, hit.features)
+        intensity = 1.0 if self.unit_light else sample.light_intensity
+        material = GGXMaterial(sample.diffuse_albedo, sample.specular_albedo, sample.roughness)
+        shading = shade_flash(material, hit.normals, hit.points, light_positions, intensity)
+        extras = {
+            "diffuse_albedo": sample.diffuse_albedo,
+            "specular_albedo": sample.specular_albedo,
+            "roughness": sample.roughness,
+        }
+        return ShadeResult(shading.radiance, extras)
 
 
 MaterialsFn = Callable[[Tensor, Tensor], dict[str, Tensor]]

@@ -8,13 +8,17 @@
 Images are channel-last, as everywhere in ironrender: (H, W, 3) or (B, H, W, 3). Every function
 here is a pure function of tensors, differentiable, and device-agnostic; the weights live in
 :class:`LossWeights` so that the training loop has no numbers inline.
+
+The Gaussian filters are separable grouped convolutions written here rather than kornia's
+``gaussian_blur2d``/``metrics.ssim``: on the 2-core CPU kornia 0.9 took 178 ms (blur) and 133 ms
+(SSIM) per forward+backward of a 64x64 patch against 3 ms for the grouped convolution below, and
+the loss dominated the training step. The tests hold both to numpy/scipy and scikit-image.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import kornia
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -25,8 +29,9 @@ PYRAMID_KERNEL = 7
 PYRAMID_SIGMA = 1.0
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
-"""kornia's SSIM window is a Gaussian of sigma 1.5 whatever its size; 11 taps as the reference."""
 SSIM_DATA_RANGE = 1.0
+SSIM_K1 = 0.01
+SSIM_K2 = 0.03
 ROUGHNESS_LIMIT = 0.5
 """At GGX alpha 0.5 roughplastic already looks diffuse (author, IRON issue #4)."""
 
@@ -66,6 +71,26 @@ def _to_bchw(image: Tensor) -> Tensor:
     return image.permute(0, 3, 1, 2)
 
 
+def gaussian_kernel1d(size: int, sigma: float, like: Tensor) -> Tensor:
+    """Normalised samples of ``exp(-x^2 / (2 sigma^2))`` at integer offsets, (size,)."""
+    x = torch.arange(size, dtype=like.dtype, device=like.device) - (size - 1) / 2
+    kernel = torch.exp(-(x**2) / (2 * sigma**2))
+    return kernel / kernel.sum()
+
+
+def gaussian_filter(image: Tensor, size: int, sigma: float, padding: int) -> Tensor:
+    """Separable Gaussian filter of (B, C, H, W) per channel, zero ``padding`` on every side.
+
+    ``padding = size // 2`` keeps the size (zero border); ``padding = 0`` is the valid filter.
+    """
+    channels = image.shape[1]
+    kernel = gaussian_kernel1d(size, sigma, image)
+    horizontal = kernel.view(1, 1, 1, size).expand(channels, 1, 1, size)
+    vertical = kernel.view(1, 1, size, 1).expand(channels, 1, size, 1)
+    out = F.conv2d(image, horizontal, padding=(0, padding), groups=channels)
+    return F.conv2d(out, vertical, padding=(padding, 0), groups=channels)
+
+
 def pyramid_l2_loss(pred: Tensor, target: Tensor, levels: int = PYRAMID_LEVELS) -> Tensor:
     """Eq. 10: L2 between Gaussian pyramids, over the whole patch (no mask).
 
@@ -79,9 +104,7 @@ def pyramid_l2_loss(pred: Tensor, target: Tensor, levels: int = PYRAMID_LEVELS) 
     total = diff.new_zeros(())
     for level in range(levels):
         if level > 0:
-            diff = kornia.filters.gaussian_blur2d(
-                diff, PYRAMID_KERNEL, (PYRAMID_SIGMA, PYRAMID_SIGMA), border_type="constant"
-            )
+            diff = gaussian_filter(diff, PYRAMID_KERNEL, PYRAMID_SIGMA, PYRAMID_KERNEL // 2)
             diff = F.avg_pool2d(diff, kernel_size=2, stride=2)
         pixels = diff.shape[0] * diff.shape[-2] * diff.shape[-1]
         total = total + diff.square().sum() / pixels
@@ -102,24 +125,45 @@ def erode_mask_valid(mask: Tensor, window: int = SSIM_WINDOW) -> Tensor:
     return 1.0 - F.max_pool2d(inverted, kernel_size=window, stride=1).squeeze(1)
 
 
+def ssim_map(pred: Tensor, target: Tensor) -> Tensor:
+    """Per-pixel SSIM (B, H - 10, W - 10), averaged over channels (Wang et al. 2004).
+
+    ``((2 mu_x mu_y + C1)(2 s_xy + C2)) / ((mu_x^2 + mu_y^2 + C1)(s_x^2 + s_y^2 + C2))`` with
+    Gaussian-weighted (11 taps, sigma 1.5) means and population (co)variances, valid filtering,
+    ``C1 = (0.01 L)^2``, ``C2 = (0.03 L)^2``, ``L = 1``.
+    """
+    x, y = _to_bchw(pred), _to_bchw(target)
+    channels = x.shape[1]
+    stats = gaussian_filter(
+        torch.cat([x, y, x * x, y * y, x * y], dim=1), SSIM_WINDOW, SSIM_SIGMA, 0
+    )
+    mu_x, mu_y, xx, yy, xy = stats.split(channels, dim=1)
+    c1 = (SSIM_K1 * SSIM_DATA_RANGE) ** 2
+    c2 = (SSIM_K2 * SSIM_DATA_RANGE) ** 2
+    var_x = xx - mu_x.square()
+    var_y = yy - mu_y.square()
+    cov = xy - mu_x * mu_y
+    numerator = (2 * mu_x * mu_y + c1) * (2 * cov + c2)
+    denominator = (mu_x.square() + mu_y.square() + c1) * (var_x + var_y + c2)
+    return (numerator / denominator).mean(dim=1)
+
+
 def ssim_loss(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
     """Eq. 11: ``1 - mean SSIM`` over an eroded mask.
 
-    SSIM uses an 11-tap Gaussian window of sigma 1.5, K = (0.01, 0.03), data range 1, valid
-    convolution (kornia), and is averaged over channels. Without a mask the result equals
+    SSIM (:func:`ssim_map`) uses an 11-tap Gaussian window of sigma 1.5, K = (0.01, 0.03),
+    data range 1, valid filtering, and is averaged over channels. Without a mask the result equals
     ``1 - skimage.metrics.structural_similarity(gaussian_weights=True, sigma=1.5,
     use_sample_covariance=False, data_range=1)``. Returns 0 when the eroded mask is empty.
     """
-    ssim_map = kornia.metrics.ssim(
-        _to_bchw(pred), _to_bchw(target), SSIM_WINDOW, SSIM_DATA_RANGE, eps=0.0, padding="valid"
-    ).mean(dim=1)
+    values = ssim_map(pred, target)
     if mask is None:
-        return 1.0 - ssim_map.mean()
+        return 1.0 - values.mean()
     weights = erode_mask_valid(mask)
     count = weights.sum()
     if count == 0:
-        return ssim_map.new_zeros(())
-    return 1.0 - (ssim_map * weights).sum() / count
+        return values.new_zeros(())
+    return 1.0 - (values * weights).sum() / count
 
 
 def eikonal_loss(gradients: Tensor | list[Tensor]) -> Tensor:
