@@ -179,3 +179,20 @@ def test_shader_matches_hand_written_ggx():
     np.testing.assert_allclose(result.extras["roughness"].detach().numpy(), 0.25, rtol=1e-5)
     unit = MaterialShader(materials, unit_light=True)(hit, eye.expand(32, 3), view)
     np.testing.assert_allclose(unit.color.detach().numpy(), expected / 7.0, rtol=1e-4)
+
+
+def test_decoded_stage1_albedo_is_linear_colour():
+    """Stage 1 fit gamma-encoded colours: the starting albedo is that colour decoded (^2.2)."""
+    radiance = make_radiance()
+    points, normals, features = random_inputs()
+    encoded = radiance(points, normals, -normals, features)
+    decoded = MaterialFields.from_stage1(radiance, MaterialConfig(), stage1_gamma_encoded=True)
+    torch.testing.assert_close(decoded(points, normals, features).diffuse_albedo, encoded**2.2)
+    as_is = MaterialFields.from_stage1(
+        radiance, MaterialConfig(decode_stage1_gamma=False), stage1_gamma_encoded=True
+    )
+    torch.testing.assert_close(as_is(points, normals, features).diffuse_albedo, encoded)
+    # the exponent travels with the weights
+    fresh = MaterialFields.from_stage1(radiance, MaterialConfig())
+    fresh.load_state_dict(decoded.state_dict())
+    torch.testing.assert_close(fresh(points, normals, features).diffuse_albedo, encoded**2.2)

@@ -3,9 +3,13 @@
 Four learnable parts, each a function of the surface point ``x``, its unit normal ``n`` and the
 SDF feature ``f`` (not detached, so material gradients also shape the SDF, as in IRON):
 
-* **diffuse albedo** ``rho_d = beta(x, n, -n, f)`` in [0, 1]: the stage-1 radiance network
+* **diffuse albedo** ``rho_d = beta(x, n, -n, f)^k`` in [0, 1]: the stage-1 radiance network
   (:class:`~ironrender.fields.radiance.RadianceField`, the same class and weights) called with
   ``view_dir = -n``. Stage 1's flash-lit colour, shading baked in, is the starting albedo.
+  IRON uses it as is (``k = 1``) although stage 1 learnt gamma-encoded colours; with
+  ``decode_stage1_gamma`` the exponent is ``k = 2.2`` when stage 1 fit gamma-encoded values, so
+  the starting albedo is the stage-1 colour in linear units (the BRDF's units), with its
+  contrast intact rather than compressed by the encoding.
 * **specular albedo** ``rho_s`` (= F0 of the project's GGX, :mod:`ironrender.rendering.brdf`):
   grey (one channel broadcast to RGB) unless ``metal=True`` (RGB, coloured metals).
 * **roughness** ``alpha``: the GGX alpha itself (not squared), as IRON.
@@ -36,6 +40,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from ironrender.data.images import GAMMA
 from ironrender.fields.base import SDFField
 from ironrender.fields.encodings import DenseGridEncoding, GridConfig, PositionalEncoding
 from ironrender.fields.radiance import RadianceField
@@ -74,6 +79,7 @@ class MaterialConfig:
     roughness_init: float = 0.3
     roughness_min: float = 0.01
     roughness_max: float = 1.0
+    decode_stage1_gamma: bool = True  # albedo = beta^2.2 if stage 1 fit gamma-encoded colour
     light_init: str = "least_squares"  # "least_squares" (from stage 1) or "reference"
     init_light_scale: float = 8.0  # reference: I0 = scale * median(|camera centre|)^2
 
@@ -86,6 +92,7 @@ def paper_material_config() -> MaterialConfig:
         hidden_dim=256,
         num_hidden=4,
         mapping="reference",
+        decode_stage1_gamma=False,
         light_init="reference",
     )
 
@@ -137,6 +144,7 @@ class MaterialFields(nn.Module):
         config: MaterialConfig,
         feature_dim: int,
         light_intensity: float = 1.0,
+        diffuse_exponent: float = 1.0,
     ):
         super().__init__()
         if config.mapping not in ("bounded", "reference"):
@@ -151,17 +159,28 @@ class MaterialFields(nn.Module):
             self.specular.zero_last_layer()
             self.roughness.zero_last_layer()
         self.log_light = nn.Parameter(torch.tensor(math.log(light_intensity)))
+        # in the state dict, so a saved model keeps the exponent it was trained with
+        self.register_buffer("diffuse_exponent", torch.tensor(float(diffuse_exponent)))
 
     @classmethod
     def from_stage1(
-        cls, radiance: RadianceField, config: MaterialConfig, light_intensity: float = 1.0
+        cls,
+        radiance: RadianceField,
+        config: MaterialConfig,
+        light_intensity: float = 1.0,
+        stage1_gamma_encoded: bool = False,
     ) -> MaterialFields:
-        """Materials whose diffuse albedo starts as a copy of the stage-1 radiance network."""
+        """Materials whose diffuse albedo starts as a copy of the stage-1 radiance network.
+
+        ``stage1_gamma_encoded``: stage 1 fit gamma-encoded colours; with
+        ``config.decode_stage1_gamma`` the albedo is then ``beta^2.2`` (module docstring).
+        """
+        device = next(radiance.parameters()).device
         diffuse = RadianceField(radiance.config, radiance.feature_dim)
         diffuse.load_state_dict(radiance.state_dict())
-        diffuse.to(next(radiance.parameters()).device)
-        materials = cls(diffuse, config, radiance.feature_dim, light_intensity)
-        return materials.to(next(radiance.parameters()).device)
+        exponent = GAMMA if (stage1_gamma_encoded and config.decode_stage1_gamma) else 1.0
+        materials = cls(diffuse, config, radiance.feature_dim, light_intensity, exponent)
+        return materials.to(device)
 
     # ----------------------------------------------------------------------------- parameters
     def material_parameters(self) -> list[nn.Parameter]:
@@ -180,8 +199,11 @@ class MaterialFields(nn.Module):
 
     # ----------------------------------------------------------------------------- queries
     def diffuse_albedo(self, points: Tensor, normals: Tensor, features: Tensor) -> Tensor:
-        """``beta(x, n, -n, f)`` in [0, 1] (..., 3): view dependence removed by ``v = -n``."""
-        return self.diffuse(points, normals, -normals, features)
+        """``beta(x, n, -n, f)^k`` in [0, 1] (..., 3): view dependence removed by ``v = -n``."""
+        albedo = self.diffuse(points, normals, -normals, features)
+        if float(self.diffuse_exponent) == 1.0:
+            return albedo
+        return albedo**self.diffuse_exponent
 
     def specular_albedo(self, points: Tensor, normals: Tensor, features: Tensor) -> Tensor:
         """F0 (..., 3); grey materials broadcast one channel to RGB."""

@@ -37,7 +37,7 @@ from torch import Tensor
 
 from ironrender.data.cameras import Cameras
 from ironrender.data.dataset import Split, load_split
-from ironrender.data.images import GAMMA, write_image
+from ironrender.data.images import GAMMA
 from ironrender.errors import IronError
 from ironrender.fields.base import SDFField
 from ironrender.fields.materials import (
@@ -57,6 +57,7 @@ from ironrender.training.losses import (
     random_eikonal_points,
     stage2_loss,
 )
+from ironrender.training.runlog import RunLog, normal_image, write_panels
 
 STAGE_DIR = "stage2"
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -85,6 +86,7 @@ class Stage2Config:
     lr_sdf: float = 1e-4
     lr_materials: float = 1e-3
     lr_light: float = 1e-2  # on log I (see fields/materials.py)
+    grid_lr_factor: float = 10.0  # dense-grid features (SDF, materials) learn this much faster
     weights: LossWeights = field(default_factory=LossWeights)
     edges: bool = True  # False: the IDR-style ``--no-edges`` baseline
     eikonal_points: int = 0  # random points per step; 0 = half the patch's pixels (reference)
@@ -113,6 +115,7 @@ def paper_stage2_config() -> Stage2Config:
         lr_sdf=1e-5,
         lr_materials=1e-4,
         lr_light=1e-2,
+        grid_lr_factor=1.0,
         materials=paper_material_config(),
         render=SurfaceRenderConfig(edges=EdgeConfig(footprint="reference")),
         edge_step_pixels=0.0,
@@ -308,13 +311,32 @@ class Stage2State:
         torch.set_rng_state(state["torch_rng"].cpu())
 
 
+def _parameter_groups(named, lr: float, grid_factor: float) -> list[dict]:
+    """One group at ``lr``, and the dense-grid features (names with ``grids``) at ``lr * f``.
+
+    Grid features are looked up by trilinear interpolation, so each receives the gradient of a
+    few points per step; like Instant-NGP (and our stage 1) they need larger steps than weights.
+    """
+    named = list(named)
+    grids = [p for name, p in named if ".grids." in f".{name}"]
+    others = [p for name, p in named if ".grids." not in f".{name}"]
+    groups = [{"params": others, "lr": lr}]
+    if grids:
+        groups.append({"params": grids, "lr": lr * grid_factor})
+    return groups
+
+
 def make_optimizers(
     sdf: SDFField, materials: MaterialFields, config: Stage2Config
 ) -> dict[str, torch.optim.Optimizer]:
     """Three Adams, as the reference: SDF, materials (all three nets), light."""
+    material_named = [(n, p) for n, p in materials.named_parameters() if n != "log_light"]
+    factor = config.grid_lr_factor
     return {
-        "sdf": torch.optim.Adam(sdf.parameters(), lr=config.lr_sdf),
-        "materials": torch.optim.Adam(materials.material_parameters(), lr=config.lr_materials),
+        "sdf": torch.optim.Adam(_parameter_groups(sdf.named_parameters(), config.lr_sdf, factor)),
+        "materials": torch.optim.Adam(
+            _parameter_groups(material_named, config.lr_materials, factor)
+        ),
         "light": torch.optim.Adam([materials.log_light], lr=config.lr_light),
     }
 
@@ -404,6 +426,11 @@ def fit_stage2(
     The light intensity is NOT initialised here (see :func:`initial_light_intensity`).
     """
     stage_dir = Path(run_dir) / STAGE_DIR if run_dir is not None else None
+    if stage_dir is not None and not resume and (stage_dir / CHECKPOINT_NAME).exists():
+        raise IronError(
+            f"{stage_dir / CHECKPOINT_NAME} exists: pass --resume to continue it, or choose a"
+            " new run folder"
+        )
     generator = torch.Generator(device="cpu").manual_seed(config.seed)
     state = Stage2State(sdf, materials, make_optimizers(sdf, materials, config), generator)
     if resume:
@@ -411,7 +438,14 @@ def fit_stage2(
             raise IronError(f"cannot resume stage 2: no {STAGE_DIR}/{CHECKPOINT_NAME} in {run_dir}")
         state.load_state_dict(load_checkpoint(stage_dir / CHECKPOINT_NAME, "cpu"))
     render = scene_render_config(config, split.cameras)
-    logger = _Logger(stage_dir, config, state.iteration, progress)
+    logger = RunLog(
+        stage_dir if stage_dir is not None else ".",
+        config.iterations,
+        state.iteration,
+        progress,
+        tensorboard=stage_dir is not None,
+        description="stage 2",
+    )
     start = time.perf_counter()
     bad_in_a_row = 0
     last_loss = math.nan
@@ -431,7 +465,7 @@ def fit_stage2(
             last_loss = values["total"]
             if state.iteration % config.log_every == 0 or state.iteration == config.iterations:
                 state.history.append({"iteration": state.iteration} | values)
-            logger.step(state.iteration, values)
+            logger.step(state.iteration, values, write=state.iteration % config.log_every == 0)
             if stage_dir is not None:
                 if state.iteration % config.preview_every == 0:
                     _write_preview(
@@ -466,58 +500,47 @@ def _checkpoint(state: Stage2State, config: Stage2Config) -> dict:
 def _write_preview(
     path: Path, state: Stage2State, split: Split, config: Stage2Config, render: SurfaceRenderConfig
 ) -> None:
-    """Photograph | render | diffuse albedo | roughness of training view 0, side by side."""
+    """Photograph | render | diffuse albedo | roughness | normals of training view 0.
+
+    Images and albedo gamma-encoded for display; roughness as alpha itself (grey level).
+    """
     factor = _downscale_factor(split.cameras, config.preview_size)
     cameras = split.cameras.scaled(factor) if factor < 1 else split.cameras
     image = render_view(state.sdf, state.materials, cameras, 0, render, edges=config.edges)
     target = _resize(split.images[0], image.color.shape[:2])
-    albedo = image.extras["diffuse_albedo"]
-    rough = image.extras["roughness"].expand(-1, -1, 3) ** GAMMA  # the file shows alpha itself
-    panel = torch.cat([target, image.color, albedo, rough], dim=1)
-    write_image(path, panel.clamp(0, 1).cpu().numpy())
-
-
-class _Logger:
-    """Progress bar and TensorBoard scalars (``run_dir/stage2/tensorboard``)."""
-
-    def __init__(self, stage_dir: Path | None, config: Stage2Config, start: int, progress: bool):
-        from tqdm.auto import tqdm
-
-        self.bar = tqdm(
-            total=config.iterations, initial=start, desc="stage 2", unit="it", disable=not progress
-        )
-        self.writer = None
-        if stage_dir is not None:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.writer = SummaryWriter(str(stage_dir / "tensorboard"), purge_step=start + 1)
-        self.log_every = config.log_every
-
-    def step(self, iteration: int, values: dict[str, float]) -> None:
-        self.bar.update(1)
-        if iteration % self.log_every == 0:
-            self.bar.set_postfix(loss=f"{values['total']:.4f}", light=f"{values['light']:.3g}")
-            if self.writer is not None:
-                for name, value in values.items():
-                    self.writer.add_scalar(f"stage2/{name}", value, iteration)
-
-    def close(self) -> None:
-        self.bar.close()
-        if self.writer is not None:
-            self.writer.close()
+    panels = [
+        target_to_loss_domain(target, hdr=False),
+        target_to_loss_domain(image.color, hdr=False),
+        target_to_loss_domain(image.extras["diffuse_albedo"], hdr=False),
+        image.extras["roughness"].expand(-1, -1, 3),
+        normal_image(image.normals, image.mask.to(image.normals.dtype)),
+    ]
+    write_panels(path, panels)
 
 
 # ----------------------------------------------------------------------------- entry points
 def build_stage2(
-    split: Split, run_dir: str | Path, config: Stage2Config, device: torch.device | str
+    run_dir: str | Path, config: Stage2Config, device: torch.device | str
 ) -> tuple[SDFField, MaterialFields]:
     """Stage 1's SDF and materials whose diffuse albedo is stage 1's radiance net (copied)."""
     from ironrender.training.stage1 import load_stage1
 
     stage1 = load_stage1(run_dir, device)
     sdf = copy.deepcopy(stage1.sdf)
-    materials = MaterialFields.from_stage1(stage1.radiance, config.materials)
-    return sdf, materials
+    encoded = _stage1_gamma_encoded(run_dir)
+    materials = MaterialFields.from_stage1(
+        stage1.radiance, config.materials, stage1_gamma_encoded=encoded
+    )
+    return sdf.train(), materials.train()
+
+
+def _stage1_gamma_encoded(run_dir: str | Path) -> bool:
+    """Did stage 1 fit gamma-encoded colours (its ``train.loss_domain``)?"""
+    from ironrender.training import stage1
+
+    path = Path(run_dir) / stage1.STAGE_DIR / stage1.CHECKPOINT_NAME
+    saved = load_checkpoint(path, "cpu")["config"]
+    return saved.get("train", {}).get("loss_domain", "gamma") == "gamma"
 
 
 def train_stage2(
@@ -530,8 +553,14 @@ def train_stage2(
 ) -> Stage2Result:
     """``iron fit DATA RUN --stage 2``: load the capture and stage 1, initialise, optimise."""
     device = torch.device(device)
+    checkpoint = Path(run_dir) / STAGE_DIR / CHECKPOINT_NAME
+    resume = resume and checkpoint.exists()  # as stage 1: resuming a run not yet here starts it
+    if checkpoint.exists() and not resume:
+        raise IronError(
+            f"{checkpoint} exists: pass --resume to continue it, or choose a new run folder"
+        )
     split = load_split(data_dir, "train", device)
-    sdf, materials = build_stage2(split, run_dir, config, device)
+    sdf, materials = build_stage2(run_dir, config, device)
     if not resume:
         render = scene_render_config(config, split.cameras)
         materials.set_light_intensity(
@@ -551,11 +580,7 @@ def load_stage2(run_dir: str | Path, device: torch.device | str) -> tuple[SDFFie
     from ironrender.config import from_dict
 
     config = from_dict(Stage2Config, state["config"], str(path))
-    from ironrender.training.stage1 import load_stage1
-
-    stage1 = load_stage1(run_dir, device)
-    sdf = copy.deepcopy(stage1.sdf)
-    materials = MaterialFields.from_stage1(stage1.radiance, config.materials)
+    sdf, materials = build_stage2(run_dir, config, device)
     sdf.load_state_dict(state["sdf"])
     materials.load_state_dict(state["materials"])
     return sdf.eval(), materials.eval()
