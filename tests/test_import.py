@@ -61,6 +61,7 @@ class Capture:
     width: int
     height: int
     vertices: np.ndarray  # the object's mesh vertices (world)
+    faces: np.ndarray
 
 
 def procedural_texture(size: int, seed: int) -> np.ndarray:
@@ -161,7 +162,7 @@ def render_capture(
             name = f"IMG_{i:04d}.png"
             upright.save(folder / name)
         names.append(name)
-    return Capture(folder, names, w2c, K, width, height, mesh.vertices)
+    return Capture(folder, names, w2c, K, width, height, mesh.vertices, mesh.faces)
 
 
 # --------------------------------------------------------------------------------- comparison
@@ -330,6 +331,12 @@ def test_only_unreadable_files_is_an_error(tmp_path):
 def test_mixed_sizes_with_a_shared_camera_is_an_error(tmp_path):
     _write_pngs(tmp_path / "photos", [(64, 48)] * 11 + [(48, 64)])
     with pytest.raises(IronError, match="mixed sizes"):
+        import_photos(tmp_path / "photos", tmp_path / "data")
+
+
+def test_unrelated_photos_give_a_clear_sfm_error(tmp_path):
+    _write_pngs(tmp_path / "photos", [(96, 72)] * 12)  # independent noise: nothing matches
+    with pytest.raises(IronError, match="SfM found no pair|could be placed"):
         import_photos(tmp_path / "photos", tmp_path / "data")
 
 
