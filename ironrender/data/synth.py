@@ -623,7 +623,7 @@ def _prepare_output(out: Path, overwrite: bool) -> None:
     owned = [out / "train", out / "test", out / "gt"]
     existing = [p for p in owned if p.exists()]
     if existing and not overwrite:
-        raise IronError(f"{existing[0]} already exists; choose a new folder or overwrite")
+        raise IronError(f"{existing[0]} already exists; choose a new folder or overwrite (--force)")
     for path in existing:
         shutil.rmtree(path)
     out.mkdir(parents=True, exist_ok=True)
