@@ -1,0 +1,110 @@
+"""Benchmark: stage 1 ``fast`` on the default synthetic capture; appends a row to BENCHMARKS.md.
+
+    .venv/bin/python benchmarks/bench_stage1.py [--scene spot|bob] [--set stage1.train.steps=...]
+
+The capture is synthesized once (``ironrender.data.synth``, Mitsuba) into ``--cache``. Reported:
+wall time of ``train_stage1`` (training, previews, mesh), steps/s, peak resident memory
+(``getrusage``), and the Chamfer distance of the stage-1 mesh to the ground-truth mesh, IRON's
+definition (``eval_mesh.py``): the mean of the two directed mean point-to-surface distances,
+as a percentage of the ground-truth bounding-sphere diameter. For the genus-1 ``bob`` the
+mesh's genus is printed too (``1 - euler/2`` for a closed surface).
+Run it under tcmalloc (``iron`` preloads it; here: ``LD_PRELOAD=...libtcmalloc_minimal.so.4``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import trimesh
+
+ROOT = Path(__file__).resolve().parents[1]
+BOB = Path("/work/shared/assets/bob")
+CHAMFER_POINTS = 30_000
+
+
+def ensure_scene(name: str, cache: Path) -> Path:
+    from ironrender.data.synth import SynthConfig, synthesize
+
+    out = cache / name
+    if (out / "train").is_dir():
+        return out
+    config = SynthConfig(relight=False)
+    if name == "bob":
+        config = SynthConfig(
+            relight=False, mesh=str(BOB / "bob_tri.obj"), texture=str(BOB / "bob_diffuse.png")
+        )
+    synthesize(config, out, progress=True)
+    return out
+
+
+def chamfer(mesh: trimesh.Trimesh, gt: trimesh.Trimesh, count: int = CHAMFER_POINTS) -> float:
+    """0.5 * (mean_{a in A} d(a, B) + mean_{b in B} d(b, A)), points sampled by area."""
+    a = mesh.sample(count, seed=0)
+    b = gt.sample(count, seed=1)
+    d_ab = trimesh.proximity.closest_point(gt, a)[1]
+    d_ba = trimesh.proximity.closest_point(mesh, b)[1]
+    return 0.5 * (float(d_ab.mean()) + float(d_ba.mean()))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scene", choices=("spot", "bob"), default="spot")
+    parser.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "ironcache"))
+    parser.add_argument("--run", default=None, help="run folder (default: a temp folder)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--no-write", action="store_true", help="do not append to BENCHMARKS.md")
+    args = parser.parse_args(argv)
+
+    from ironrender.config import apply_overrides
+    from ironrender.training.stage1 import fast_stage1_config, train_stage1
+
+    data = ensure_scene(args.scene, Path(args.cache))
+    config = apply_overrides(fast_stage1_config(), args.overrides)
+    run = Path(args.run or tempfile.mkdtemp(prefix=f"bench_stage1_{args.scene}_"))
+    start = time.perf_counter()
+    result = train_stage1(data, run, config, "cpu")
+    wall = time.perf_counter() - start
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    mesh = trimesh.load(result.mesh)
+    gt = trimesh.load(data / "gt" / "mesh.obj", force="mesh")
+    diameter = 2.0 * float(np.linalg.norm(gt.vertices - gt.bounding_sphere.center, axis=-1).max())
+    score = chamfer(mesh, gt)
+    genus = 1 - mesh.euler_number // 2 if mesh.is_watertight else None
+    tcmalloc = "tcmalloc" in os.environ.get("LD_PRELOAD", "")
+    command = "benchmarks/bench_stage1.py " + " ".join(
+        [f"--scene {args.scene}"] + [f"--set {o}" for o in args.overrides]
+    )
+    row = (
+        f"| {time.strftime('%Y-%m-%d')} | {platform.machine()}, {torch.get_num_threads()} threads"
+        f"{', tcmalloc' if tcmalloc else ''} (shared, noisy) | `{command}` | {wall:.0f} s |"
+        f" {result.steps / wall:.2f} | {peak_mib:.0f} MiB | {100 * score / diameter:.2f} % |"
+        f" {genus} | {result.psnr:.2f} |"
+    )
+    print(row)
+    print(f"run folder: {run}; chamfer {score:.5f} (diameter {diameter:.3f})")
+    if not args.no_write:
+        path = ROOT / "BENCHMARKS.md"
+        header = ""
+        if not path.exists() or "bench_stage1" not in path.read_text():
+            header = (
+                "\n## Stage 1 (`benchmarks/bench_stage1.py`)\n\n"
+                "| date | machine | command | wall | steps/s | peak RSS | Chamfer / diameter |"
+                " genus | train PSNR (dB) |\n|---|---|---|---|---|---|---|---|---|\n"
+            )
+        with path.open("a") as handle:
+            handle.write(header + row + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

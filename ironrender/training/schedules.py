@@ -1,0 +1,38 @@
+"""Training schedules: pure functions of the step, so a resumed run needs no scheduler state.
+
+* learning rate: linear warm-up, then cosine decay to ``alpha`` times the base rate (NeuS/IRON's
+  ``learning_rate_alpha``);
+* NeuS cos-annealing ratio: linear ramp from 0 to 1 over ``anneal_end`` steps;
+* coarse-to-fine grid levels: start with a few coarse levels and unlock the finer ones linearly.
+"""
+
+from __future__ import annotations
+
+import math
+
+
+def learning_rate_factor(step: int, warmup_steps: int, total_steps: int, alpha: float) -> float:
+    """Multiplier of the base learning rate at ``step`` (0-based).
+
+    ``step / warmup`` during warm-up; afterwards ``(1 - alpha) * (1 + cos(pi p)) / 2 + alpha``
+    with ``p`` the fraction of the post-warm-up steps done.
+    """
+    if warmup_steps > 0 and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    span = max(total_steps - warmup_steps, 1)
+    progress = min(max(step - warmup_steps, 0) / span, 1.0)
+    return (1.0 - alpha) * 0.5 * (1.0 + math.cos(math.pi * progress)) + alpha
+
+
+def cos_anneal_ratio(step: int, anneal_end: int) -> float:
+    """NeuS's ``cos_anneal_ratio``: 0 at the start, 1 from ``anneal_end`` on (0: always 1)."""
+    if anneal_end <= 0:
+        return 1.0
+    return min(1.0, step / anneal_end)
+
+
+def active_levels(step: int, initial: int, total: int, ramp_steps: int) -> int:
+    """Grid levels in use at ``step``: ``initial`` at first, all ``total`` after ``ramp_steps``."""
+    if ramp_steps <= 0 or initial >= total:
+        return total
+    return min(total, initial + int((total - initial) * step / ramp_steps))

@@ -1,0 +1,476 @@
+"""Stage 1 (IRON §3.1): fit a NeuS SDF and a radiance field to the flash photographs.
+
+Loss (per step, a batch of rays from all training views)::
+
+    L = mean |C(r) - C_gt(r)|_1  +  lambda_eik * mean (|grad S(x)| - 1)^2
+
+over rendered rays and their samples (IRON: L1 colour + 0.1 eikonal, no masks).
+
+**Loss domain.** IRON trains stage 1 directly on gamma-encoded PNG values. Our loader returns
+linear radiance, so targets are re-encoded as ``clip(x, 0, 1)^(1/2.2)``. HDR (EXR) data is
+encoded the same way by default, which is also what IRON's EXR fallback does: the flash
+images' dynamic range is large and gamma encoding spreads the error over dark and bright
+regions like a perceptual tonemap, while the radiance net's sigmoid bounds outputs to [0, 1]
+anyway (stage 1 only has to produce geometry and an albedo initialisation). Set
+``loss_domain = "linear"`` to fit linear values instead.
+
+Run folder: ``RUN/stage1/{checkpoint.pt, previews/, mesh.ply, tb/}``. Checkpoints hold the
+model, the optimiser, the step, the proposal cache and every RNG state, so ``resume`` continues
+bit-for-bit where a killed run stopped.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ironrender.config import from_dict, to_dict
+from ironrender.data.cameras import Cameras
+from ironrender.data.dataset import Split, load_split
+from ironrender.data.images import GAMMA
+from ironrender.errors import IronError
+from ironrender.fields.encodings import GridConfig
+from ironrender.fields.radiance import RadianceConfig, RadianceField, paper_radiance_config
+from ironrender.fields.sdf import NeuralSDF, NeuSVariance, SDFConfig, paper_sdf_config
+from ironrender.rendering.samplers import SDFGridCache
+from ironrender.rendering.volume import Background, VolumeConfig, render_image, render_rays
+from ironrender.training.checkpoint import load_checkpoint, save_checkpoint
+from ironrender.training.runlog import RunLog, normal_image, psnr, write_panels
+from ironrender.training.schedules import active_levels, cos_anneal_ratio, learning_rate_factor
+
+STAGE_DIR = "stage1"
+CHECKPOINT_NAME = "checkpoint.pt"
+MESH_NAME = "mesh.ply"
+PREVIEW_DIR = "previews"
+LOSS_DOMAINS = ("gamma", "linear")
+EIKONAL_RADIUS = 1.2  # eikonal on samples with |x| < 1.2 (IRON)
+
+
+# ----------------------------------------------------------------------------- configuration
+@dataclass
+class TrainConfig:
+    """Optimisation. Defaults are the ``fast`` preset."""
+
+    steps: int = 2000
+    batch_rays: int = 512
+    lr: float = 5e-3  # networks
+    grid_lr: float = 2e-2  # grid features (Instant-NGP-style grids want larger steps)
+    variance_lr: float = 5e-3
+    adam_eps: float = 1e-15
+    warmup_steps: int = 100
+    lr_alpha: float = 0.05  # cosine decay to this fraction of the rate
+    eikonal_weight: float = 0.1
+    anneal_end: int = 500  # NeuS cos annealing ramp
+    foreground_fraction: float = 0.75  # share of rays drawn from pixels brighter than below
+    foreground_threshold: float = 0.02  # in the loss domain; rest of the rays: any pixel
+    grid_initial_levels: int = 4  # coarse-to-fine: levels active at step 0
+    grid_ramp_steps: int = 800  # all levels active after this many steps
+    proposal_cache_resolution: int = 64  # 0: importance sampling queries the network
+    proposal_refresh_every: int = 8
+    loss_domain: str = "gamma"
+    seed: int = 0
+
+
+@dataclass
+class LogConfig:
+    progress: bool = True
+    tensorboard: bool = True
+    scalars_every: int = 25
+    checkpoint_every: int = 250
+    preview_every: int = 1000  # 0: only at the end
+    preview_scale: float = 0.5  # previews render at this fraction of the image size
+    preview_views: tuple[int, ...] = (0,)
+    mesh_resolution: int = 192
+    mesh_every: int = 0  # 0: only the final mesh
+    render_chunk: int = 4096
+
+
+@dataclass
+class Stage1Config:
+    sdf: SDFConfig = field(default_factory=SDFConfig)
+    radiance: RadianceConfig = field(default_factory=RadianceConfig)
+    volume: VolumeConfig = field(
+        default_factory=lambda: VolumeConfig(
+            n_coarse=64, n_importance=32, up_sample_steps=2, render_coarse=False
+        )
+    )
+    train: TrainConfig = field(default_factory=TrainConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+
+def fast_stage1_config() -> Stage1Config:
+    """Designed for 2 CPU cores and 128x128 captures: grid SDF, 32 rendered samples per ray
+    placed by a cached-grid proposal, a few thousand steps."""
+    return Stage1Config()
+
+
+def paper_stage1_config() -> Stage1Config:
+    """IRON's ``womask_iron.conf`` (reference §2-3): 8x256 MLPs, 64 + 4x16 samples, 512 rays,
+    lr 5e-4 with 5k warm-up and cosine decay to 0.05x, anneal to 50k, 100k steps."""
+    return Stage1Config(
+        sdf=paper_sdf_config(),
+        radiance=paper_radiance_config(),
+        volume=VolumeConfig(),
+        train=TrainConfig(
+            steps=100_000,
+            batch_rays=512,
+            lr=5e-4,
+            grid_lr=5e-4,
+            variance_lr=5e-4,
+            adam_eps=1e-8,
+            warmup_steps=5000,
+            anneal_end=50_000,
+            foreground_fraction=0.0,
+            proposal_cache_resolution=0,
+        ),
+        log=LogConfig(
+            checkpoint_every=10_000, preview_every=2500, mesh_every=5000, mesh_resolution=256
+        ),
+    )
+
+
+PRESETS = {"fast": fast_stage1_config, "paper": paper_stage1_config}
+
+
+def stage1_preset(name: str) -> Stage1Config:
+    if name not in PRESETS:
+        raise IronError(f"unknown stage-1 preset {name!r}; choose one of {sorted(PRESETS)}")
+    return PRESETS[name]()
+
+
+# ----------------------------------------------------------------------------- model
+class Stage1Model(nn.Module):
+    """Everything stage 1 learns: SDF, radiance, NeuS variance and background colour."""
+
+    def __init__(self, config: Stage1Config):
+        super().__init__()
+        self.sdf = NeuralSDF(config.sdf)
+        self.radiance = RadianceField(config.radiance, self.sdf.feature_dim)
+        self.variance = NeuSVariance()
+        self.background = Background(config.volume.background)
+
+    def parameter_groups(self, train: TrainConfig) -> list[dict]:
+        grid = list(self.sdf.grid.parameters()) if self.sdf.grid is not None else []
+        grid_ids = {id(p) for p in grid}
+        nets = [p for p in self.sdf.parameters() if id(p) not in grid_ids]
+        nets += list(self.radiance.parameters()) + list(self.background.parameters())
+        groups = [
+            {"name": "networks", "params": [p for p in nets if p.requires_grad], "lr": train.lr},
+            {"name": "variance", "params": [self.variance.variance], "lr": train.variance_lr},
+        ]
+        if grid:
+            groups.append({"name": "grid", "params": grid, "lr": train.grid_lr})
+        for group in groups:
+            group["base_lr"] = group["lr"]
+        return groups
+
+
+@dataclass
+class Stage1Result:
+    run_dir: Path
+    checkpoint: Path
+    mesh: Path | None
+    steps: int
+    loss: float
+    psnr: float
+    seconds: float  # wall time of this call (training, previews, mesh)
+    losses: list[float] = field(default_factory=list)  # per step of this call
+
+
+def to_loss_domain(linear: Tensor, domain: str) -> Tensor:
+    """Targets in the domain the loss compares: ``clip(x, 0, 1)^(1/2.2)`` or linear."""
+    if domain == "gamma":
+        return linear.clamp(0.0, 1.0) ** (1.0 / GAMMA)
+    if domain == "linear":
+        return linear
+    raise IronError(f"train.loss_domain must be one of {LOSS_DOMAINS}, got {domain!r}")
+
+
+# ----------------------------------------------------------------------------- ray batches
+class PixelSampler:
+    """Random training pixels from all views: a share from the foreground (pixels brighter
+    than a threshold, where the object is in a dark-room capture), the rest uniform, so the
+    empty background is still carved."""
+
+    def __init__(self, targets: Tensor, fraction: float, threshold: float):
+        self.shape = targets.shape[:3]  # (N, H, W)
+        self.count = targets.shape[0] * targets.shape[1] * targets.shape[2]
+        bright = targets.reshape(-1, 3).amax(-1) > threshold
+        self.foreground = torch.nonzero(bright).squeeze(-1)
+        self.fraction = fraction if len(self.foreground) > 0 else 0.0
+
+    def sample(self, count: int, generator: torch.Generator) -> Tensor:
+        """Flat pixel indices (count,) into (N, H, W)."""
+        device = self.foreground.device
+        n_fg = int(round(count * self.fraction))
+        uniform = torch.randint(self.count, (count - n_fg,), device=device, generator=generator)
+        if n_fg == 0:
+            return uniform
+        pick = torch.randint(len(self.foreground), (n_fg,), device=device, generator=generator)
+        return torch.cat([self.foreground[pick], uniform])
+
+
+def pixel_rays(cameras: Cameras, flat: Tensor, shape: torch.Size):
+    """Rays through the centres of flat pixel indices into (N, H, W)."""
+    _, height, width = shape
+    image = flat // (height * width)
+    v = (flat // width) % height
+    u = flat % width
+    pixels = torch.stack([u, v], -1).to(cameras.intrinsics.dtype) + 0.5
+    return cameras.generate_rays(image, pixels)
+
+
+# ----------------------------------------------------------------------------- training
+@dataclass
+class _State:
+    """What a checkpoint restores."""
+
+    step: int
+    model: Stage1Model
+    optimizer: torch.optim.Optimizer
+    generator: torch.Generator
+    cache: SDFGridCache | None
+
+
+def train_stage1(
+    data_dir: str | Path,
+    run_dir: str | Path,
+    config: Stage1Config,
+    device: torch.device | str,
+    resume: bool = False,
+    stop_after: int | None = None,
+) -> Stage1Result:
+    """``iron fit DATA RUN --stage 1``: train, then write previews, the mesh and the checkpoint.
+
+    ``resume`` continues from ``RUN/stage1/checkpoint.pt`` exactly. ``stop_after`` ends the call
+    after that many total steps (as if killed after its checkpoint; used by tests).
+    """
+    started = time.perf_counter()
+    device = torch.device(device)
+    stage_dir = Path(run_dir) / STAGE_DIR
+    checkpoint_path = stage_dir / CHECKPOINT_NAME
+    if checkpoint_path.exists() and not resume:
+        raise IronError(
+            f"{checkpoint_path} exists: pass --resume to continue it, or choose a new run folder"
+        )
+    train, log = config.train, config.log
+    split = load_split(data_dir, "train", device)
+    targets = to_loss_domain(split.images, train.loss_domain)
+    state = _initial_state(config, device)
+    if resume and checkpoint_path.exists():
+        _restore(state, load_checkpoint(checkpoint_path, device), config)
+    end = train.steps if stop_after is None else min(train.steps, stop_after)
+
+    sampler = PixelSampler(targets, train.foreground_fraction, train.foreground_threshold)
+    flat_targets = targets.reshape(-1, 3)
+    runlog = RunLog(stage_dir, train.steps, state.step, log.progress, log.tensorboard, "stage 1")
+    loss_value, psnr_value = float("nan"), float("nan")
+    losses: list[float] = []
+    try:
+        while state.step < end:
+            step = state.step
+            metrics = _train_step(state, config, split.cameras, sampler, flat_targets)
+            state.step += 1
+            loss_value, psnr_value = metrics["loss"], metrics["psnr"]
+            losses.append(loss_value)
+            runlog.step(step, metrics, write=step % log.scalars_every == 0)
+            if state.step % log.checkpoint_every == 0 or state.step == end:
+                save_checkpoint(checkpoint_path, _checkpoint(state, config))
+            if log.preview_every and state.step % log.preview_every == 0 and state.step < end:
+                _write_previews(state, config, split, targets, stage_dir)
+            if log.mesh_every and state.step % log.mesh_every == 0 and state.step < end:
+                write_mesh(state.model.sdf, stage_dir / MESH_NAME, log.mesh_resolution, device)
+    finally:
+        runlog.close()
+
+    mesh_path = None
+    if state.step >= train.steps:
+        _write_previews(state, config, split, targets, stage_dir)
+        mesh_path = write_mesh(state.model.sdf, stage_dir / MESH_NAME, log.mesh_resolution, device)
+    return Stage1Result(
+        Path(run_dir),
+        checkpoint_path,
+        mesh_path,
+        state.step,
+        loss_value,
+        psnr_value,
+        time.perf_counter() - started,
+        losses,
+    )
+
+
+def _initial_state(config: Stage1Config, device: torch.device) -> _State:
+    torch.manual_seed(config.train.seed)  # network initialisation
+    model = Stage1Model(config).to(device)
+    optimizer = torch.optim.Adam(
+        model.parameter_groups(config.train), betas=(0.9, 0.99), eps=config.train.adam_eps
+    )
+    generator = torch.Generator(device=device).manual_seed(config.train.seed)
+    cache = None
+    if config.train.proposal_cache_resolution > 0:
+        cache = SDFGridCache(config.train.proposal_cache_resolution, 1.0, device)
+    return _State(0, model, optimizer, generator, cache)
+
+
+def _apply_schedules(state: _State, config: Stage1Config) -> float:
+    """Set the learning rates and grid levels for ``state.step``; returns the anneal ratio."""
+    train = config.train
+    factor = learning_rate_factor(state.step, train.warmup_steps, train.steps, train.lr_alpha)
+    for group in state.optimizer.param_groups:
+        group["lr"] = group["base_lr"] * factor
+    if config.sdf.use_grid:
+        levels = active_levels(
+            state.step, train.grid_initial_levels, config.sdf.grid.levels, train.grid_ramp_steps
+        )
+        state.model.sdf.set_active_levels(levels)
+    return cos_anneal_ratio(state.step, train.anneal_end)
+
+
+def _train_step(
+    state: _State, config: Stage1Config, cameras: Cameras, sampler: PixelSampler, targets: Tensor
+) -> dict[str, float]:
+    train = config.train
+    anneal = _apply_schedules(state, config)
+    model = state.model
+    if state.cache is not None and state.step % train.proposal_refresh_every == 0:
+        state.cache.refresh(model.sdf)
+    flat = sampler.sample(train.batch_rays, state.generator)
+    rays = pixel_rays(cameras, flat, sampler.shape)
+    out = render_rays(
+        rays,
+        model.sdf,
+        model.radiance,
+        model.variance.inv_s(),
+        model.background,
+        config.volume,
+        cos_anneal_ratio=anneal,
+        proposal=state.cache,
+        jitter=True,
+        generator=state.generator,
+    )
+    target = targets[flat]
+    color_loss = F.l1_loss(out.rgb, target)
+    inside = out.points.norm(dim=-1) < EIKONAL_RADIUS
+    eikonal = ((out.gradients.norm(dim=-1) - 1.0) ** 2)[inside].mean()
+    loss = color_loss + train.eikonal_weight * eikonal
+    if not torch.isfinite(loss):
+        raise IronError(
+            f"stage 1: the loss became {loss.item()} at step {state.step}; stopped, the last good"
+            " checkpoint is kept (try a lower train.lr / train.grid_lr)"
+        )
+    state.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    state.optimizer.step()
+    with torch.no_grad():
+        mse = F.mse_loss(out.rgb, target).item()
+    return {
+        "loss": loss.item(),
+        "psnr": psnr(mse),
+        "eikonal": eikonal.item(),
+        "inv_s": model.variance.inv_s().item(),
+    }
+
+
+# ----------------------------------------------------------------------------- checkpoints
+def _checkpoint(state: _State, config: Stage1Config) -> dict:
+    return {
+        "step": state.step,
+        "config": to_dict(config),
+        "model": state.model.state_dict(),
+        "optimizer": state.optimizer.state_dict(),
+        "generator": state.generator.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "cache": state.cache.state_dict() if state.cache is not None else None,
+    }
+
+
+def _restore(state: _State, checkpoint: dict, config: Stage1Config) -> None:
+    state.step = int(checkpoint["step"])
+    state.model.load_state_dict(checkpoint["model"])
+    state.optimizer.load_state_dict(checkpoint["optimizer"])
+    for group, base in zip(
+        state.optimizer.param_groups, state.model.parameter_groups(config.train), strict=True
+    ):
+        group["base_lr"] = base["base_lr"]  # a --set on resume may change the base rates
+    state.generator.set_state(checkpoint["generator"].to("cpu"))
+    torch.set_rng_state(checkpoint["torch_rng"].to("cpu"))
+    if state.cache is not None and checkpoint.get("cache") is not None:
+        state.cache.load_state_dict(checkpoint["cache"])
+
+
+def load_stage1(run_dir: str | Path, device: torch.device | str = "cpu") -> Stage1Model:
+    """The trained stage-1 model of a run (``.sdf``, ``.radiance``, ``.variance``), eval mode."""
+    path = Path(run_dir) / STAGE_DIR / CHECKPOINT_NAME
+    if not path.is_file():
+        raise IronError(f"{run_dir}: no stage-1 checkpoint ({STAGE_DIR}/{CHECKPOINT_NAME})")
+    checkpoint = load_checkpoint(path, device)
+    config = from_dict(Stage1Config, checkpoint["config"], str(path))
+    model = Stage1Model(config).to(device)
+    model.load_state_dict(checkpoint["model"])
+    model.sdf.set_active_levels(config.sdf.grid.levels)
+    return model.eval()
+
+
+# ----------------------------------------------------------------------------- outputs
+@torch.no_grad()
+def _write_previews(
+    state: _State, config: Stage1Config, split: Split, targets: Tensor, stage_dir: Path
+) -> None:
+    """``previews/step_XXXXXX_view_Y.png``: ground truth | rendering | normals."""
+    scale = config.log.preview_scale
+    cameras = split.cameras.scaled(scale) if scale != 1.0 else split.cameras
+    model = state.model
+    for view in config.log.preview_views:
+        if view >= len(split):
+            continue
+        out = render_image(
+            cameras,
+            view,
+            model.sdf,
+            model.radiance,
+            model.variance.inv_s(),
+            model.background,
+            config.volume,
+            chunk=config.log.render_chunk,
+            proposal=state.cache,
+        )
+        height, width = out.rgb.shape[:2]
+        gt = F.interpolate(targets[view].permute(2, 0, 1)[None], size=(height, width), mode="area")[
+            0
+        ].permute(1, 2, 0)
+        rgb = out.rgb if config.train.loss_domain == "gamma" else to_loss_domain(out.rgb, "gamma")
+        gt = gt if config.train.loss_domain == "gamma" else to_loss_domain(gt, "gamma")
+        name = f"step_{state.step:06d}_view_{view}.png"
+        write_panels(
+            stage_dir / PREVIEW_DIR / name, [gt, rgb, normal_image(out.normal, out.opacity)]
+        )
+
+
+def write_mesh(sdf: NeuralSDF, path: Path, resolution: int, device: torch.device) -> Path:
+    """Marching cubes on the SDF (largest component kept, as IRON's export) to ``path``."""
+    from ironrender.export.mesh import extract_mesh
+
+    mesh = extract_mesh(sdf.sdf, resolution, bound=1.0, device=device, keep_largest_component=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mesh.export(path)
+    return path
+
+
+__all__ = [
+    "GridConfig",
+    "LogConfig",
+    "Stage1Config",
+    "Stage1Model",
+    "Stage1Result",
+    "TrainConfig",
+    "fast_stage1_config",
+    "load_stage1",
+    "paper_stage1_config",
+    "stage1_preset",
+    "train_stage1",
+]
