@@ -148,3 +148,12 @@ def test_gradients_finite(rng):
         for g in (image_grad, rough_grad, point_grad):
             assert torch.isfinite(g).all()
         assert image_grad.abs().sum() > 0 and rough_grad.abs().sum() > 0
+
+
+def test_small_patches(rng):
+    """Patches smaller than the pyramid or SSIM window: the missing levels/windows drop out."""
+    a = rng.random((6, 6, 3)).astype(np.float32)
+    b = rng.random((6, 6, 3)).astype(np.float32)
+    got = pyramid_l2_loss(torch.from_numpy(a), torch.from_numpy(b)).item()
+    assert got == pytest.approx(numpy_pyramid_l2(a, b, levels=3), rel=1e-5)  # 6 -> 3 -> 1
+    assert ssim_loss(torch.from_numpy(a), torch.from_numpy(b)).item() == 0.0

@@ -277,6 +277,9 @@ class MaterialShader:
         intensity = 1.0 if self.unit_light else sample.light_intensity
         material = GGXMaterial(sample.diffuse_albedo, sample.specular_albedo, sample.roughness)
         shading = shade_flash(material, hit.normals, hit.points, light_positions, intensity)
+        if len(hit) == 0:
+            # No hits: no per-hit extras (the renderer cannot reshape an empty (0, C) map).
+            return ShadeResult(shading.radiance, {})
         extras = {
             "diffuse_albedo": sample.diffuse_albedo,
             "specular_albedo": sample.specular_albedo,

@@ -104,6 +104,8 @@ def pyramid_l2_loss(pred: Tensor, target: Tensor, levels: int = PYRAMID_LEVELS) 
     total = diff.new_zeros(())
     for level in range(levels):
         if level > 0:
+            if min(diff.shape[-2:]) < 2:  # patch smaller than 2^levels: no coarser level
+                break
             diff = gaussian_filter(diff, PYRAMID_KERNEL, PYRAMID_SIGMA, PYRAMID_KERNEL // 2)
             diff = F.avg_pool2d(diff, kernel_size=2, stride=2)
         pixels = diff.shape[0] * diff.shape[-2] * diff.shape[-1]
@@ -154,8 +156,11 @@ def ssim_loss(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tenso
     SSIM (:func:`ssim_map`) uses an 11-tap Gaussian window of sigma 1.5, K = (0.01, 0.03),
     data range 1, valid filtering, and is averaged over channels. Without a mask the result equals
     ``1 - skimage.metrics.structural_similarity(gaussian_weights=True, sigma=1.5,
-    use_sample_covariance=False, data_range=1)``. Returns 0 when the eroded mask is empty.
+    use_sample_covariance=False, data_range=1)``. Returns 0 when the eroded mask is empty or
+    the image is smaller than the window.
     """
+    if min(pred.shape[-3], pred.shape[-2]) < SSIM_WINDOW:  # no complete window: no term
+        return pred.new_zeros(())
     values = ssim_map(pred, target)
     if mask is None:
         return 1.0 - values.mean()

@@ -183,6 +183,11 @@ def render_view(
             crop = cameras.crop(index, 0, top, W, bottom - top)
             image = render_patch(sdf, shader, crop, 0, render, edges=edges, training=False)
             strips.append(_rows(image, y0 - top, y1 - top))
+    channels = {name: v.shape[-1] for s in strips for name, v in s.extras.items()}
+    for s in strips:  # a strip without hits has no extras: zeros there
+        for name, count in channels.items():
+            if name not in s.extras:
+                s.extras[name] = s.color.new_zeros(*s.color.shape[:2], count)
     return RenderedImage(
         color=torch.cat([s.color for s in strips]),
         hit_mask=torch.cat([s.hit_mask for s in strips]),
@@ -190,7 +195,7 @@ def render_view(
         depth=torch.cat([s.depth for s in strips]),
         normals=torch.cat([s.normals for s in strips]),
         eikonal_gradients=strips[0].eikonal_gradients.new_zeros(0, 3),
-        extras={k: torch.cat([s.extras[k] for s in strips]) for k in strips[0].extras},
+        extras={k: torch.cat([s.extras[k] for s in strips]) for k in channels},
         edge_uv=strips[0].edge_uv.new_zeros(0, 2),
         edge_weight=strips[0].edge_weight.new_zeros(0),
     )
