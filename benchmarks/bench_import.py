@@ -21,6 +21,7 @@ import importlib.util
 import os
 import platform
 import shutil
+import sys
 import tempfile
 import time
 from datetime import date
@@ -46,6 +47,7 @@ def _load_test_helpers():
         "_iron_test_import", ROOT / "tests" / "test_import.py"
     )
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while being created
     spec.loader.exec_module(module)
     return module
 
