@@ -264,3 +264,17 @@ def test_patches_without_object_train_without_error(sphere_scene):
         background, sdf, materials, small_config(iterations=2, patch_size=corner), progress=False
     )
     assert result.iterations == 2 and result.skipped_steps == 0
+
+
+@pytest.mark.parametrize("preset", ["fast", "paper"])
+def test_presets_roundtrip_through_saved_config(preset):
+    """What a checkpoint stores (asdict) rebuilds the same config (load_stage2 relies on it)."""
+    from ironrender.config import from_dict, to_dict
+    from ironrender.training.stage2 import STAGE2_PRESETS
+
+    config = STAGE2_PRESETS[preset]()
+    assert from_dict(Stage2Config, to_dict(config)) == config
+    if preset == "paper":
+        assert (config.iterations, config.patch_size) == (50_000, 128)
+        assert (config.lr_sdf, config.lr_materials, config.lr_light) == (1e-5, 1e-4, 1e-2)
+        assert config.materials.mapping == "reference"
