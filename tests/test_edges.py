@@ -9,9 +9,10 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from ironrender.data.cameras import Cameras, intrinsics_from_fov, look_at
-from ironrender.fields.base import SphereSDF
+from ironrender.fields.base import SDFField, SDFSample, SphereSDF
 from ironrender.rendering.edges import (
     EdgeConfig,
     coverage_weight,
@@ -186,3 +187,82 @@ def test_silhouette_gradient_matches_finite_differences(finite_difference):
     assert ratio("reference", False) < 0.6  # w_A = 0.5 outside: no gradient there
     # IDR/DVR-style interior reparameterisation only: no silhouette gradient at all.
     assert abs(_renderer_gradient(cameras, target, False, "circle", False)) < 0.05 * abs(fd)
+
+
+# --------------------------------------------------------------------------------- fit
+class TinySDF(SDFField):
+    """A 2 x 64 Softplus MLP with geometric initialisation to a sphere (Atzmon & Lipman)."""
+
+    def __init__(self, radius: float, width: int = 64):
+        super().__init__()
+        self.hidden = nn.ModuleList([nn.Linear(3, width), nn.Linear(width, width)])
+        self.out = nn.Linear(width, 1)
+        for layer in self.hidden:
+            nn.init.normal_(layer.weight, 0.0, math.sqrt(2.0 / width))
+            nn.init.zeros_(layer.bias)
+        nn.init.normal_(self.out.weight, math.sqrt(math.pi / width), 1e-4)
+        nn.init.constant_(self.out.bias, -radius)
+        self.activation = nn.Softplus(beta=100)
+
+    def forward(self, points):
+        h = points
+        for layer in self.hidden:
+            h = self.activation(layer(h))
+        return SDFSample(self.out(h)[..., 0], points.new_zeros(*points.shape[:-1], 0))
+
+
+FIT_SIZE = 32
+FIT_ITERATIONS = 30
+FIT_LR = 1e-2
+EIKONAL_WEIGHT = 0.1
+EIKONAL_POINTS = 1024
+
+
+@pytest.fixture
+def flush_denormals():
+    """Softplus(beta=100) underflows to denormal floats, which are ~5x slower on the CPU."""
+    torch.set_flush_denormal(True)
+    yield
+    torch.set_flush_denormal(False)
+
+
+def _fit_single_image(edges: bool) -> float:
+    """Seed experiment 1 (fig. 7): fit a small sphere to the image of a large one (known
+    constant colour, black background); return the silhouette IoU at pixel centres."""
+    torch.manual_seed(0)
+    cameras = _camera(FIT_SIZE, 2.0, 50.0)
+    target = supersampled_sphere(cameras, 0.6, 8).float()
+    target_mask = target[..., 0] > 0.5 * COLOR[0]
+    sdf = TinySDF(0.3)
+    optimizer = torch.optim.Adam(sdf.parameters(), lr=FIT_LR)
+    config = SurfaceRenderConfig(
+        trace=SphereTraceConfig(fallback_samples=32),
+        edges=EdgeConfig(depth_gradient_threshold=0.05, step_size=1e-2, max_steps=24),
+    )
+    for _ in range(FIT_ITERATIONS):
+        image = render_patch(sdf, constant_shade, cameras, 0, config, edges=edges)
+        random_points = torch.rand(EIKONAL_POINTS, 3) * 2 - 1
+        gradients = torch.cat(
+            [sdf.with_gradients(random_points).gradients, image.eikonal_gradients]
+        )
+        eikonal = ((gradients.norm(dim=-1) - 1) ** 2).mean()
+        loss = ((image.color - target) ** 2).sum() / FIT_SIZE + EIKONAL_WEIGHT * eikonal
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        final = render_patch(sdf, constant_shade, cameras, 0, config, edges=False, training=False)
+    mask = final.hit_mask
+    return float((mask & target_mask).sum() / (mask | target_mask).sum())
+
+
+@pytest.mark.slow
+def test_single_image_fit_needs_edge_sampling(flush_denormals):
+    """Measured: IoU 0.24 at the start; 0.97 after 30 steps with edges; 0.56 without (constant
+    colour: interior pixels carry no gradient, only the eikonal term reshapes the initial MLP,
+    which is not an exact distance field)."""
+    with_edges = _fit_single_image(edges=True)
+    without = _fit_single_image(edges=False)
+    print(f"IoU with edges {with_edges:.3f}, without {without:.3f}")
+    assert with_edges >= 0.95
+    assert without < 0.8
