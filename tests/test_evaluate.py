@@ -330,3 +330,37 @@ def test_data_folder_comes_from_the_run_record_or_must_be_given(tmp_path, datase
         ev.resolve_data_dir(run, None)
     (run / "progress.json").write_text(json.dumps({"done": {}, "data": str(dataset)}))
     assert ev.resolve_data_dir(run, None) == dataset
+
+
+# --------------------------------------------------------------------------- command line
+def test_cli_help_states_the_real_defaults():
+    """`iron export/eval --help` state defaults as text (no torch import at --help time)."""
+    import argparse
+
+    from ironrender.cli.eval import register as register_eval
+    from ironrender.cli.export import register as register_export
+    from ironrender.pipeline import fast_export_config
+
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers()
+    register_export(sub)
+    register_eval(sub)
+
+    def help_of(command: str, flag: str) -> str:
+        (action,) = [a for a in sub.choices[command]._actions if flag in a.option_strings]
+        return action.help
+
+    export, config = fast_export_config(), ev.EvalConfig()
+    expected = {
+        ("export", "--resolution"): export.resolution,
+        ("export", "--max-faces"): export.max_faces,
+        ("export", "--texture-size"): export.texture_size,
+        ("eval", "--mesh-resolution"): config.mesh_resolution,
+        ("eval", "--mesh-samples"): config.mesh_samples,
+        ("eval", "--f-threshold"): config.f_threshold_fraction,
+        ("eval", "--turntable"): config.turntable_frames,
+        ("eval", "--relight-spp"): config.relight_spp,
+    }
+    for (command, flag), value in expected.items():
+        assert f"(default {value})" in help_of(command, flag), (command, flag)
+    assert config.max_views == 0  # --views: "default: all"
