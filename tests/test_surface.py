@@ -118,3 +118,24 @@ def test_normals_follow_the_moving_point():
     dx = directions[trace.hit][row] * dt_dr[trace.hit][row]
     dn = (dx - n * (n * dx).sum()) / RADIUS
     torch.testing.assert_close(grad, (dn * weights).sum(), rtol=5e-3, atol=1e-5)
+
+
+def test_patch_of_a_crop_equals_the_window_of_the_full_image_and_misses_are_black():
+    from ironrender.rendering.surface_renderer import ShadeResult, SurfaceRenderConfig, render_patch
+
+    def shade(hit, lights, view_dirs):
+        # view-dependent colour so a wrong crop offset would show
+        return ShadeResult(0.5 + 0.5 * hit.normals, {"r": hit.normals[:, :1]})
+
+    size = 48
+    w2c = look_at(torch.tensor([[0.3, 0.2, 2.4]]), torch.zeros(3), torch.tensor([0.0, 1.0, 0.0]))
+    cameras = Cameras(intrinsics_from_fov(size, size, 40.0)[None], w2c, torch.tensor([[size] * 2]))
+    sdf = SphereSDF(RADIUS, CENTER)
+    full = render_patch(sdf, shade, cameras, 0, SurfaceRenderConfig(), training=False)
+    crop = render_patch(
+        sdf, shade, cameras.crop(0, 5, 9, 30, 20), 0, SurfaceRenderConfig(), training=False
+    )
+    torch.testing.assert_close(crop.color, full.color[9:29, 5:35], atol=1e-5, rtol=0)
+    assert crop.extras["r"].shape == (20, 30, 1)
+    assert float(full.color[~full.mask].abs().max()) == 0.0
+    assert int(full.edge_mask.sum()) > 0

@@ -210,7 +210,9 @@ def _shade_traced(
     color = origins.new_zeros(n, 3).index_put(index, shaded.color)
     extras = {
         name: value.new_zeros(n, value.shape[-1]).index_put(index, value)
-        for name, value in ((k, v.reshape(len(hits), -1)) for k, v in shaded.extras.items())
+        for name, value in (
+            (k, v.unsqueeze(-1) if v.ndim == 1 else v.flatten(1)) for k, v in shaded.extras.items()
+        )
     }
     return _ShadedRays(color=color, extras=extras, normals=hits.normals, gradients=hits.gradients)
 
