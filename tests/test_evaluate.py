@@ -364,3 +364,49 @@ def test_cli_help_states_the_real_defaults():
     for (command, flag), value in expected.items():
         assert f"(default {value})" in help_of(command, flag), (command, flag)
     assert config.max_views == 0  # --views: "default: all"
+
+
+# --------------------------------------------------------------------------- real checkpoints
+def test_checkpoints_of_both_stages_load_render_and_export(dataset, tmp_path):
+    """The adapters read what stage 1 and stage 2 actually save (two-step trainings)."""
+    import dataclasses
+
+    from ironrender.data.dataset import load_split, save_split
+    from ironrender.export.writers import ExportConfig
+    from ironrender.training.stage1 import Stage1Config, train_stage1
+    from ironrender.training.stage2 import Stage2Config, train_stage2
+
+    test = load_split(dataset, "test")
+    data = tmp_path / "data"
+    for split in ("train", "test"):
+        save_split(data, split, test.names, test.images, test.cameras)
+    run = tmp_path / "run"
+    stage1 = Stage1Config()
+    stage1.train = dataclasses.replace(stage1.train, steps=2, batch_rays=64)
+    stage1.log = dataclasses.replace(
+        stage1.log, progress=False, tensorboard=False, mesh_resolution=16, preview_scale=0.25
+    )
+    train_stage1(data, run, stage1, "cpu")
+    distance = float(test.cameras.centers.norm(dim=-1).median())
+    model = ev.load_trained_model(run, "cpu", camera_distance=distance)
+    assert model.stage == "stage1" and "stand-in" in model.notice
+    assert model.light_intensity == pytest.approx(math.pi * distance**2)
+    small = test.cameras.scaled(0.25)
+    image = model.render(small, 0)
+    assert image.shape == (10, 12, 3) and bool(torch.isfinite(image).all())
+
+    stage2 = Stage2Config(iterations=1, patch_size=16, light_init_views=1, light_init_size=16)
+    train_stage2(data, run, stage2, "cpu", progress=False)
+    model = ev.load_trained_model(run, "cpu")
+    assert model.stage == "stage2" and not model.notice and model.light_intensity > 0
+    image = model.render(small, 0)
+    assert image.shape == (10, 12, 3) and bool(torch.isfinite(image).all())
+    points = torch.tensor([[0.0, 0.0, 0.5], [0.3, 0.1, -0.2]])
+    normals = torch.nn.functional.normalize(points, dim=-1)
+    with torch.no_grad():
+        values = model.materials_fn(points, normals)
+    assert values["diffuse_albedo"].shape == (2, 3) and values["roughness"].shape[0] == 2
+
+    tiny = ExportConfig(resolution=32, max_faces=800, texture_size=64, progress=False)
+    result = ev.export_run(run, tiny, "cpu", data)
+    assert result.out_dir == run / "export" and (run / "export" / "scene.xml").is_file()

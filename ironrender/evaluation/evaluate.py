@@ -54,6 +54,7 @@ channels, linear least squares ``s = sum p g / sum p^2``), reported as ``relight
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -322,8 +323,8 @@ def export_run(
         except IronError:
             data = None
         model = load_trained_model(run_dir, device, median_camera_distance(data))
-    if model.notice:
-        print(f"notice: {model.notice}")
+        if model.notice:
+            print(f"notice: {model.notice}")
     if model.materials_fn is None or model.light_intensity is None:
         raise IronError("the model has no materials to export")
     return export_asset(
@@ -595,7 +596,11 @@ def relight_metrics(
         return None
     cameras = cameras[torch.as_tensor(keep, device=cameras.device)]
     gt_images = np.stack([gts[i] for i in keep])
-    preds = render_relit(export_dir, read_image(envmap_path), cameras, config.relight_spp)
+    try:
+        preds = render_relit(export_dir, read_image(envmap_path), cameras, config.relight_spp)
+    except ValueError as exc:  # e.g. an off-centre principal point (Mitsuba's sensor lacks it)
+        print(f"warning: no relighting: {exc}")
+        return None
     scale = fit_global_scale(preds, gt_images)
     rows = []
     for k, i in enumerate(keep):
@@ -725,7 +730,10 @@ def evaluate_run(
     if wants_asset and not (export_dir / "scene.xml").is_file() and config.export_if_missing:
         print(f"exporting the asset first ({export_dir}; `iron export` sets its options)")
         start = time.perf_counter()
-        export_run(run_dir, None, device, data, model)
+        from ironrender.pipeline import fast_export_config
+
+        quick = dataclasses.replace(fast_export_config(), progress=config.progress)
+        export_run(run_dir, quick, device, data, model)
         timings["export"] = time.perf_counter() - start
     if config.relight and (export_dir / "scene.xml").is_file() and gt_dir.is_dir():
         start = time.perf_counter()

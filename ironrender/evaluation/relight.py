@@ -96,8 +96,11 @@ def exported_light_intensity(export_dir: str | Path) -> float:
 
 
 def mitsuba_sensor(cameras: Cameras, index: int, spp: int) -> dict:
-    """Mitsuba ``perspective`` sensor of camera ``index`` (module docstring; centred principal
-    point and square pixels only, as :func:`~ironrender.data.mitsuba_backend.perspective_sensor`)."""
+    """Mitsuba ``perspective`` sensor of camera ``index`` (see the module docstring).
+
+    Centred principal point and square pixels only, as
+    :func:`~ironrender.data.mitsuba_backend.perspective_sensor` (ValueError otherwise).
+    """
     from ironrender.data.mitsuba_backend import perspective_sensor
 
     K = cameras.intrinsics[index].detach().cpu().double().numpy()
