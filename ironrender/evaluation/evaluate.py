@@ -57,6 +57,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -174,7 +175,7 @@ def load_trained_model(
         return _load_stage2_model(run_dir, device, edges, chunk_rows)
     if (run_dir / "stage1" / "checkpoint.pt").is_file():
         return _load_stage1_model(run_dir, device, camera_distance)
-    raise IronError(f"{run_dir}: no trained model (stage1/ or stage2/ checkpoint); run `iron fit`")
+    raise IronError(f"{run_dir}: no stage-1 or stage-2 checkpoint; train it first (`iron run`)")
 
 
 def _load_stage2_model(
@@ -690,6 +691,8 @@ def evaluate_run(
     if model.notice:
         print(f"notice: {model.notice}")
     split = load_split(data, "test", device)
+    for folder in (VIEWS_DIR, RELIGHT_DIR, TURNTABLE_DIR):  # no stale images from earlier evals
+        shutil.rmtree(eval_dir / folder, ignore_errors=True)
     count = len(split) if config.max_views <= 0 else min(config.max_views, len(split))
     names = split.names[:count]
     cameras = split.cameras[:count]
