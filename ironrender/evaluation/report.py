@@ -8,7 +8,7 @@ The report reads only files that a run leaves on disk, so it can be rebuilt at a
     RUN/eval/relight/<name>_*.png    relighting (optional)
     RUN/eval/turntable/*.png         turntable frames of the exported asset (optional)
     RUN/export/*.png                 baked material maps (optional)
-    RUN/stage*/tb/                   TensorBoard scalars, drawn as inline SVG loss curves
+    RUN/stage*/**/events.out.*       TensorBoard scalars, drawn as inline SVG loss curves
 
 Images are embedded as base64 PNG, so the file can be mailed or opened anywhere.
 """
@@ -159,8 +159,8 @@ def build_report(run_dir: str | Path, title: str | None = None) -> Path:
 
     curves = []
     for stage_dir in sorted(run_dir.glob("stage*")):
-        if (stage_dir / "tb").is_dir():
-            for tag, points in read_scalars(stage_dir / "tb").items():
+        if stage_dir.is_dir():  # TensorBoard event files anywhere under the stage folder
+            for tag, points in read_scalars(stage_dir).items():
                 curves.append(_svg_curve(f"{stage_dir.name} {tag}", points))
     if any(curves):
         sections.append("<h2>Training curves</h2><div class=row>" + "".join(curves) + "</div>")
