@@ -81,6 +81,7 @@ def main() -> None:
         seconds = time.perf_counter() - started
         metrics = evaluate_run(run, data, args.device, eval_config)["mean"]
         row = {
+            "capture": _describe(data),
             "variant": name,
             "stage1_steps": config.stage1.train.steps,
             "stage1_s": stage1_seconds,
@@ -98,6 +99,14 @@ def _default_capture(out: Path) -> Path:
     from ironrender.data.synth import SynthConfig, synthesize
 
     return synthesize(SynthConfig(relight=False), out, progress=True)
+
+
+def _describe(data: Path) -> str:
+    from ironrender.data.dataset import load_split
+
+    split = load_split(data, "train")
+    width, height = split.cameras.width(0), split.cameras.height(0)
+    return f"{data.name}: {len(split)} views, {width}x{height}"
 
 
 def _number(row: dict, key: str, fmt: str) -> str:
@@ -119,7 +128,7 @@ def _append_row(row: dict) -> None:
         text = text.rstrip("\n") + "\n\n" + SECTION + TABLE_HEADER
     cells = [
         date.today().isoformat(),
-        "default synth (spot, 64 views, 128x128)",
+        row["capture"],
         row["variant"],
         str(row["stage1_steps"]),
         _number(row, "stage1_s", ".0f"),

@@ -81,7 +81,7 @@ class Stage2Config:
     learning rates 1e-5 / 1e-4 / 1e-2, loss weights 1 / 1 / 0.1 / 0.1).
     """
 
-    iterations: int = 600
+    iterations: int = 500  # ~0.5 s per 64x64 patch on 2 cores: about 5 minutes
     patch_size: int = 64
     lr_sdf: float = 1e-4
     lr_materials: float = 1e-3
@@ -334,15 +334,19 @@ def _parameter_groups(named, lr: float, grid_factor: float) -> list[dict]:
 def make_optimizers(
     sdf: SDFField, materials: MaterialFields, config: Stage2Config
 ) -> dict[str, torch.optim.Optimizer]:
-    """Three Adams, as the reference: SDF, materials (all three nets), light."""
+    """Three Adams, as the reference: SDF, materials (all three nets), light.
+
+    ``fused=True``: one kernel per tensor instead of a dozen; on the CPU it made the update of
+    a dense-grid SDF (millions of features, every step) 7x faster (0.23 s -> 0.03 s).
+    """
     material_named = [(n, p) for n, p in materials.named_parameters() if n != "log_light"]
     factor = config.grid_lr_factor
+    sdf_groups = _parameter_groups(sdf.named_parameters(), config.lr_sdf, factor)
+    material_groups = _parameter_groups(material_named, config.lr_materials, factor)
     return {
-        "sdf": torch.optim.Adam(_parameter_groups(sdf.named_parameters(), config.lr_sdf, factor)),
-        "materials": torch.optim.Adam(
-            _parameter_groups(material_named, config.lr_materials, factor)
-        ),
-        "light": torch.optim.Adam([materials.log_light], lr=config.lr_light),
+        "sdf": torch.optim.Adam(sdf_groups, fused=True),
+        "materials": torch.optim.Adam(material_groups, fused=True),
+        "light": torch.optim.Adam([materials.log_light], lr=config.lr_light, fused=True),
     }
 
 
@@ -397,12 +401,15 @@ def training_step(
     finite = bool(torch.isfinite(terms.total))
     if finite:
         terms.total.backward()
-        finite = all(
-            p.grad is None or bool(torch.isfinite(p.grad).all())
+        grads = [
+            p.grad
             for o in state.optimizers.values()
             for group in o.param_groups
             for p in group["params"]
-        )
+            if p.grad is not None
+        ]
+        # one fused pass: the norm of all gradients is finite iff every entry is
+        finite = bool(torch.isfinite(torch.nn.utils.get_total_norm(grads)))
     state.iteration += 1
     if not finite:
         state.skipped_steps += 1
