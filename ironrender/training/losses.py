@@ -189,8 +189,14 @@ def eikonal_loss(gradients: Tensor | list[Tensor]) -> Tensor:
 def random_eikonal_points(
     count: int, device: torch.device | str, generator: torch.Generator | None = None
 ) -> Tensor:
-    """``count`` points uniform in the cube [-1, 1]^3 (the reference uses H*W/2 per patch)."""
-    return torch.rand(count, 3, device=device, generator=generator) * 2.0 - 1.0
+    """``count`` points uniform in the cube [-1, 1]^3 (the reference uses H*W/2 per patch).
+
+    Drawn on the generator's device (a CPU generator keeps runs reproducible on any device),
+    then moved to ``device``.
+    """
+    source = generator.device if generator is not None else device
+    points = torch.rand(count, 3, device=source, generator=generator) * 2.0 - 1.0
+    return points.to(device)
 
 
 def roughness_range_loss(
