@@ -7,8 +7,8 @@
   hash grid. On the 2-core CPU it was the fastest grid we measured (platform-notes.md: 944 ms
   versus 1,066 ms for a hash grid per 65k-point training step with autograd normals), it has no
   hash collisions, and ``grid_sample`` supports the double backward the eikonal loss needs.
-  Memory grows as ``R^3``, which is why the finest resolution is capped (128 by default: finer
-  than a 128x128 capture resolves).
+  Memory grows as ``R^3``, which is why the finest resolution is capped (96 by default, about
+  one cell per pixel footprint of the 128x128 default capture).
 
 Both are device-agnostic: their buffers and parameters follow ``module.to(device)``.
 """
@@ -62,7 +62,7 @@ class GridConfig:
     levels: int = 8
     features_per_level: int = 2
     base_resolution: int = 16
-    max_resolution: int = 128
+    max_resolution: int = 96
     init_scale: float = 1e-4  # features start near zero: the MLP's geometric init rules at step 0
     bound: float = 1.0  # the grid spans [-bound, bound]^3
 

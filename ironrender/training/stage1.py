@@ -56,11 +56,12 @@ EIKONAL_RADIUS = 1.2  # eikonal on samples with |x| < 1.2 (IRON)
 class TrainConfig:
     """Optimisation. Defaults are the ``fast`` preset."""
 
-    steps: int = 2000
-    batch_rays: int = 512
+    steps: int = 1500
+    batch_rays: int = 384
     lr: float = 5e-3  # networks
     grid_lr: float = 2e-2  # grid features (Instant-NGP-style grids want larger steps)
     variance_lr: float = 5e-3
+    adam_betas: tuple[float, float] = (0.9, 0.99)
     adam_eps: float = 1e-15
     warmup_steps: int = 100
     lr_alpha: float = 0.05  # cosine decay to this fraction of the rate
@@ -70,8 +71,8 @@ class TrainConfig:
     foreground_threshold: float = 0.02  # in the loss domain; rest of the rays: any pixel
     grid_initial_levels: int = 4  # coarse-to-fine: levels active at step 0
     grid_ramp_steps: int = 800  # all levels active after this many steps
-    proposal_cache_resolution: int = 64  # 0: importance sampling queries the network
-    proposal_refresh_every: int = 8
+    proposal_cache_resolution: int = 48  # 0: importance sampling queries the network
+    proposal_refresh_every: int = 16
     loss_domain: str = "gamma"
     seed: int = 0
 
@@ -122,6 +123,7 @@ def paper_stage1_config() -> Stage1Config:
             lr=5e-4,
             grid_lr=5e-4,
             variance_lr=5e-4,
+            adam_betas=(0.9, 0.999),
             adam_eps=1e-8,
             warmup_steps=5000,
             anneal_end=50_000,
@@ -308,7 +310,9 @@ def _initial_state(config: Stage1Config, device: torch.device) -> _State:
     torch.manual_seed(config.train.seed)  # network initialisation
     model = Stage1Model(config).to(device)
     optimizer = torch.optim.Adam(
-        model.parameter_groups(config.train), betas=(0.9, 0.99), eps=config.train.adam_eps
+        model.parameter_groups(config.train),
+        betas=config.train.adam_betas,
+        eps=config.train.adam_eps,
     )
     generator = torch.Generator(device=device).manual_seed(config.train.seed)
     cache = None
