@@ -103,7 +103,9 @@ def test_training_recovers_the_sphere(scene, tmp_path):
     assert mesh.volume == pytest.approx(4 / 3 * math.pi * RADIUS**3, rel=0.15)
     assert list((tmp_path / "run" / "stage1" / "previews").glob("*.png"))
     model = load_stage1(tmp_path / "run")
-    assert abs(float(model.sdf.sdf(CENTER[None] + torch.tensor([[RADIUS, 0, 0]])))) < 0.03
+    with torch.no_grad():
+        on_surface = model.sdf.sdf(CENTER[None] + torch.tensor([[RADIUS, 0.0, 0.0]]))
+    assert abs(on_surface.item()) < 0.03
 
 
 def test_resume_reproduces_the_uninterrupted_run(scene, tmp_path):
