@@ -3,7 +3,8 @@
 1. Synthesize the default capture (``iron synth`` defaults: the spot cow, 64 + 16 views at
    128x128, known mesh, materials and flash) unless ``--data`` points at one.
 2. Train stage 1 (``fast``) once; both stage-2 runs start from a copy of it.
-3. Train stage 2 (``fast``) with edge sampling and without it (the ``--no-edges`` baseline).
+3. Evaluate stage 1 alone (its stand-in materials; the reference point), then train stage 2
+   (``fast``) with edge sampling and without it (the ``--no-edges`` baseline).
 4. Evaluate each run on the test views with :func:`ironrender.evaluation.evaluate.evaluate_run`
    (no export, no relighting): test-view PSNR/SSIM (8-bit gamma images, full frame, as IRON),
    Chamfer as % of the GT bounding-sphere diameter, diffuse-albedo PSNR after per-channel scale
@@ -70,6 +71,18 @@ def main() -> None:
         print(f"stage 1: {stage1_seconds:.0f} s")
 
     eval_config = EvalConfig(relight=False, turntable_frames=0, export_if_missing=False)
+    baseline = evaluate_run(stage1_run, data, args.device, eval_config)["mean"]
+    row = {
+        "capture": _describe(data),
+        "variant": "stage 1 only (reference point)",
+        "stage1_steps": config.stage1.train.steps,
+        "stage1_s": stage1_seconds,
+        "stage2_steps": 0,
+        "stage2_s": float("nan"),
+    } | baseline
+    print(_format(row))
+    if not args.no_write:
+        _append_row(row)
     for name, edges in VARIANTS:
         run = work / f"run_{name}"
         if run.exists():
@@ -117,7 +130,7 @@ def _number(row: dict, key: str, fmt: str) -> str:
 def _format(row: dict) -> str:
     keys = ("psnr", "ssim", "chamfer_percent", "albedo_psnr", "roughness_error", "light_ratio")
     values = ", ".join(f"{k} {_number(row, k, '.4g')}" for k in keys)
-    return f"{row['variant']}: stage 2 {row['stage2_s']:.0f} s, {values}"
+    return f"{row['variant']}: stage 2 {_number(row, 'stage2_s', '.0f')} s, {values}"
 
 
 def _append_row(row: dict) -> None:
