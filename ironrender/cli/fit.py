@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ironrender import config as cfg
     from ironrender.errors import IronError
-    from ironrender.training.stage1 import train_stage1
+    from ironrender.training.stage1 import CHECKPOINT_NAME, STAGE_DIR, train_stage1
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -107,6 +107,11 @@ def run(args: argparse.Namespace) -> int:
     if args.stage in ("2", "all") and stage2 is None:
         raise IronError("stage 2 is not available yet; run with --stage 1")
     config = resolve_config(args, stage2)
+    existing = Path(args.run) / STAGE_DIR / CHECKPOINT_NAME
+    if args.stage in ("1", "all") and existing.exists() and not args.resume:
+        raise IronError(
+            f"{existing} exists: pass --resume to continue it, or choose a new run folder"
+        )
     Path(args.run).mkdir(parents=True, exist_ok=True)
     cfg.save(config, Path(args.run) / CONFIG_NAME)
 
