@@ -1,0 +1,149 @@
+"""Benchmark: the whole pipeline (synth, stages 1 and 2, export, eval) on named scenes.
+
+Appends one row per run to BENCHMARKS.md: machine, scene, preset, wall time per step, peak
+resident memory and every headline metric. Not a test: a fast-preset run takes minutes.
+
+    .venv/bin/python benchmarks/bench_pipeline.py                 # spot, fast (the demo)
+    .venv/bin/python benchmarks/bench_pipeline.py --scene bob --no-edges
+    .venv/bin/python benchmarks/bench_pipeline.py --set stage2.iterations=300
+
+Scenes: ``spot`` (built in) or a folder of ``../shared/assets`` holding one OBJ with UVs and a
+diffuse PNG (e.g. ``bob``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import resource
+import shlex
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+ASSETS = ROOT.parent / "shared" / "assets"
+SECTION = "\n## Whole pipeline (`benchmarks/bench_pipeline.py`)\n\n"
+COLUMNS = (
+    "date",
+    "machine",
+    "scene",
+    "preset",
+    "edges",
+    "synth s",
+    "stage1 s",
+    "stage2 s",
+    "export s",
+    "eval s",
+    "total s",
+    "peak RSS",
+    "PSNR",
+    "PSNR obj",
+    "SSIM",
+    "Chamfer %",
+    "F-score",
+    "normal cons.",
+    "albedo PSNR",
+    "rough. MAE",
+    "relight PSNR",
+    "relight PSNR (scaled)",
+)
+TABLE_HEADER = "| " + " | ".join(COLUMNS) + " |\n" + "|" + "---|" * len(COLUMNS) + "\n"
+
+
+def machine() -> str:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"{os.cpu_count()} CPU"
+    preload = "tcmalloc" if "tcmalloc" in os.environ.get("LD_PRELOAD", "") else "glibc malloc"
+    return f"{device} ({cpu}), torch {torch.__version__}, {preload}"
+
+
+def scene_config(name: str):
+    from ironrender.data.synth import SynthConfig
+
+    if name == "spot":
+        return SynthConfig()
+    folder = ASSETS / name
+    meshes = sorted(folder.glob("*.obj"))
+    textures = sorted(folder.glob("*.png"))
+    if not meshes or not textures:
+        raise SystemExit(f"scene {name!r}: need an OBJ and a PNG texture in {folder}")
+    return SynthConfig(mesh=str(meshes[0]), texture=str(textures[0]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--scene", default="spot")
+    parser.add_argument("--preset", default="fast", choices=("fast", "paper"))
+    parser.add_argument("--no-edges", action="store_true")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/ironrender-bench"))
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--no-write", action="store_true", help="do not append to BENCHMARKS.md")
+    args = parser.parse_args(argv)
+
+    from ironrender.data.synth import synthesize
+    from ironrender.pipeline import format_summary, resolve_config, run_pipeline
+
+    data = args.work / args.scene / "data"
+    tag = f"{args.preset}{'-noedges' if args.no_edges else ''}"
+    run = args.work / args.scene / f"run-{tag}-{int(time.time())}"
+    started = time.perf_counter()
+    if not (data / "gt").is_dir():
+        synthesize(scene_config(args.scene), data, overwrite=True)
+    synth_seconds = time.perf_counter() - started
+    config = resolve_config(args.preset, None, args.overrides, edges=not args.no_edges)
+    summary = run_pipeline(data, run, config, args.device)
+    print(f"  synth   {synth_seconds:7.1f} s")
+    print(format_summary(summary))
+
+    peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    import json
+
+    metrics_file = run / "eval" / "metrics.json"
+    everything = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+    mean = everything.get("mean", {})
+
+    def cell(key: str, fmt: str = "{:.3f}") -> str:
+        value = mean.get(key)
+        return fmt.format(value) if isinstance(value, int | float) else "–"
+
+    seconds = summary.seconds
+    row = [
+        datetime.date.today().isoformat(),
+        machine(),
+        args.scene,
+        args.preset,
+        "off" if args.no_edges else "on",
+        f"{synth_seconds:.0f}",
+        *(f"{seconds.get(s, float('nan')):.0f}" for s in ("stage1", "stage2", "export", "eval")),
+        f"{sum(seconds.values()) + synth_seconds:.0f}",
+        f"{peak_gib:.2f} GiB",
+        cell("psnr", "{:.2f}"),
+        cell("psnr_object", "{:.2f}"),
+        cell("ssim"),
+        cell("chamfer_percent", "{:.3f}"),
+        cell("f_score"),
+        cell("normal_consistency"),
+        cell("albedo_psnr", "{:.2f}"),
+        cell("roughness_error"),
+        cell("relight_psnr", "{:.2f}"),
+        cell("relight_psnr_scaled", "{:.2f}"),
+    ]
+    print("row:", " | ".join(row))
+    print("command:", shlex.join([sys.executable, *sys.argv]))
+    if not args.no_write:
+        path = ROOT / "BENCHMARKS.md"
+        text = path.read_text() if path.exists() else "# Benchmarks\n"
+        if TABLE_HEADER not in text:
+            text = text.rstrip("\n") + "\n" + SECTION + TABLE_HEADER
+        path.write_text(text + "| " + " | ".join(row) + " |\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
