@@ -45,6 +45,7 @@ def main() -> None:
     parser.add_argument("--stage1-steps", type=int, default=0, help="0: the preset's")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the stage-1-only row")
     parser.add_argument("--no-write", action="store_true", help="do not append to BENCHMARKS.md")
     args = parser.parse_args()
 
@@ -71,18 +72,19 @@ def main() -> None:
         print(f"stage 1: {stage1_seconds:.0f} s")
 
     eval_config = EvalConfig(relight=False, turntable_frames=0, export_if_missing=False)
-    baseline = evaluate_run(stage1_run, data, args.device, eval_config)["mean"]
-    row = {
-        "capture": _describe(data),
-        "variant": "stage 1 only (reference point)",
-        "stage1_steps": config.stage1.train.steps,
-        "stage1_s": stage1_seconds,
-        "stage2_steps": 0,
-        "stage2_s": float("nan"),
-    } | baseline
-    print(_format(row))
-    if not args.no_write:
-        _append_row(row)
+    if not args.no_baseline:
+        baseline = evaluate_run(stage1_run, data, args.device, eval_config)["mean"]
+        row = {
+            "capture": _describe(data),
+            "variant": "stage 1 only (reference point)",
+            "stage1_steps": config.stage1.train.steps,
+            "stage1_s": stage1_seconds,
+            "stage2_steps": 0,
+            "stage2_s": float("nan"),
+        } | baseline
+        print(_format(row))
+        if not args.no_write:
+            _append_row(row)
     for name, edges in VARIANTS:
         run = work / f"run_{name}"
         if run.exists():
