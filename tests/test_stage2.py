@@ -278,3 +278,20 @@ def test_presets_roundtrip_through_saved_config(preset):
         assert (config.iterations, config.patch_size) == (50_000, 128)
         assert (config.lr_sdf, config.lr_materials, config.lr_light) == (1e-5, 1e-4, 1e-2)
         assert config.materials.mapping == "reference"
+
+
+def test_nan_guard_skips_steps_then_stops(sphere_scene):
+    """Non-finite losses change no parameter; too many in a row end the run with a message."""
+    from ironrender.data.dataset import Split
+    from ironrender.errors import IronError
+
+    split = load_split(sphere_scene, "train")
+    poisoned = Split(split.names, torch.full_like(split.images, float("nan")), split.cameras, True)
+    sdf, materials = starting_point()
+    before = {k: v.clone() for k, v in materials.state_dict().items()}
+    radius = float(sdf.radius.detach())
+    with pytest.raises(IronError, match="non-finite"):
+        fit_stage2(poisoned, sdf, materials, small_config(max_bad_steps=3), progress=False)
+    assert float(sdf.radius.detach()) == radius
+    for name, value in materials.state_dict().items():
+        torch.testing.assert_close(value, before[name], rtol=0, atol=0, msg=name)
