@@ -28,7 +28,6 @@ import trimesh
 
 ROOT = Path(__file__).resolve().parents[1]
 BOB = Path("/work/shared/assets/bob")
-CHAMFER_POINTS = 30_000
 
 
 def ensure_scene(name: str, cache: Path) -> Path:
@@ -46,15 +45,6 @@ def ensure_scene(name: str, cache: Path) -> Path:
     return out
 
 
-def chamfer(mesh: trimesh.Trimesh, gt: trimesh.Trimesh, count: int = CHAMFER_POINTS) -> float:
-    """0.5 * (mean_{a in A} d(a, B) + mean_{b in B} d(b, A)), points sampled by area."""
-    a = mesh.sample(count, seed=0)
-    b = gt.sample(count, seed=1)
-    d_ab = trimesh.proximity.closest_point(gt, a)[1]
-    d_ba = trimesh.proximity.closest_point(mesh, b)[1]
-    return 0.5 * (float(d_ab.mean()) + float(d_ba.mean()))
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scene", choices=("spot", "bob"), default="spot")
@@ -65,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from ironrender.config import apply_overrides
+    from ironrender.evaluation.metrics import chamfer
     from ironrender.training.stage1 import fast_stage1_config, train_stage1
 
     data = ensure_scene(args.scene, Path(args.cache))
