@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib
 from pathlib import Path
-from types import ModuleType
 
 CONFIG_NAME = "config.json"
-STAGE2_MODULE = "ironrender.training.stage2"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -47,50 +44,37 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--device", help="cpu or cuda (default: cuda if available, else cpu)")
     parser.add_argument("--resume", action="store_true", help="continue the run in RUN")
+    parser.add_argument(
+        "--no-edges",
+        action="store_true",
+        help="stage 2 without edge sampling (the IDR/DVR-style baseline, for comparison)",
+    )
     parser.set_defaults(func=run)
 
 
-def stage2_module() -> ModuleType | None:
-    """The stage-2 trainer, when it is installed (it is developed separately)."""
-    try:
-        return importlib.import_module(STAGE2_MODULE)
-    except ModuleNotFoundError as exc:
-        if exc.name == STAGE2_MODULE:
-            return None
-        raise
+def resolve_config(args: argparse.Namespace):
+    """Preset (or the saved RUN/config.json on --resume), then --config, then --set overrides.
 
+    The configuration is the same :class:`~ironrender.pipeline.RunConfig` that ``iron run``
+    saves, so a run can be started with one command and continued with the other.
+    """
+    import json
 
-def fit_config_class(stage2: ModuleType | None) -> type:
-    """``FitConfig``: a ``stage1`` section, plus ``stage2`` when stage 2 is available."""
-    from ironrender.training.stage1 import Stage1Config
-
-    fields = [("stage1", Stage1Config, dataclasses.field(default_factory=Stage1Config))]
-    if stage2 is not None:
-        fields.append(
-            ("stage2", stage2.Stage2Config, dataclasses.field(default_factory=stage2.Stage2Config))
-        )
-    return dataclasses.make_dataclass("FitConfig", fields)
-
-
-def resolve_config(args: argparse.Namespace, stage2: ModuleType | None):
-    """Preset (or the saved config on --resume), then --config, then --set overrides."""
     from ironrender import config as cfg
-    from ironrender.training.stage1 import stage1_preset
+    from ironrender.pipeline import RunConfig
+    from ironrender.pipeline import resolve_config as resolve_run_config
 
-    cls = fit_config_class(stage2)
     saved = Path(args.run) / CONFIG_NAME
     if args.resume and saved.is_file():
-        config = cfg.load(cls, saved)
+        config = cfg.load(RunConfig, saved)
+        if args.config:
+            config = cfg.merge(config, json.loads(Path(args.config).read_text()), args.config)
+        config = cfg.apply_overrides(config, args.overrides)
     else:
-        sections = {"stage1": stage1_preset(args.preset)}
-        if stage2 is not None:
-            sections["stage2"] = getattr(stage2, f"{args.preset}_stage2_config")()
-        config = cls(**sections)
-    if args.config:
-        import json
-
-        config = cfg.merge(config, json.loads(Path(args.config).read_text()), args.config)
-    return cfg.apply_overrides(config, args.overrides)
+        config = resolve_run_config(args.preset, args.config, args.overrides)
+    if args.no_edges:
+        config = dataclasses.replace(config, stage2=dataclasses.replace(config.stage2, edges=False))
+    return config
 
 
 def run(args: argparse.Namespace) -> int:
@@ -103,10 +87,8 @@ def run(args: argparse.Namespace) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise IronError("--device cuda: no CUDA device is available here; use --device cpu")
-    stage2 = stage2_module()
-    if args.stage in ("2", "all") and stage2 is None:
-        raise IronError("stage 2 is not available yet; run with --stage 1")
-    config = resolve_config(args, stage2)
+    torch.set_flush_denormal(True)  # Softplus(100) MLPs produce denormals: 5x slower on CPU
+    config = resolve_config(args)
     existing = Path(args.run) / STAGE_DIR / CHECKPOINT_NAME
     if args.stage in ("1", "all") and existing.exists() and not args.resume:
         raise IronError(
@@ -122,5 +104,9 @@ def run(args: argparse.Namespace) -> int:
             f" {result.seconds:.0f} s; mesh {result.mesh}"
         )
     if args.stage in ("2", "all"):
-        stage2.train_stage2(args.data, args.run, config.stage2, device, resume=args.resume)
+        from ironrender.training.stage2 import train_stage2
+
+        # --resume continues stage 2 only if it had started; otherwise it begins from stage 1.
+        resume = args.resume and (Path(args.run) / "stage2" / CHECKPOINT_NAME).is_file()
+        train_stage2(args.data, args.run, config.stage2, device, resume=resume)
     return 0
