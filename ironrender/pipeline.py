@@ -82,6 +82,25 @@ def resolve_config(
     return config
 
 
+def saved_or_resolved_config(
+    run_dir: str | Path,
+    preset: str = "fast",
+    config_file: str | Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    edges: bool = True,
+) -> RunConfig:
+    """The configuration a run was started with when no option asks for another one.
+
+    So that re-running a bare ``iron run DATA RUN`` resumes a run that was started with
+    ``--set`` options; explicit options still resolve afresh (and must match to resume).
+    """
+    saved = Path(run_dir) / CONFIG_FILE
+    explicit = config_file is not None or overrides or not edges or preset != "fast"
+    if saved.is_file() and not explicit:
+        return from_dict(RunConfig, json.loads(saved.read_text()), str(saved))
+    return resolve_config(preset, config_file, overrides, edges)
+
+
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 

@@ -56,13 +56,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ironrender.errors import IronError
-    from ironrender.pipeline import STEPS, format_summary, resolve_config, run_pipeline
+    from ironrender.pipeline import STEPS, format_summary, run_pipeline, saved_or_resolved_config
 
     steps = tuple(s.strip() for s in args.steps.split(",") if s.strip())
     unknown = set(steps) - set(STEPS)
     if unknown:
         raise IronError(f"unknown step(s) {sorted(unknown)}; choose from {', '.join(STEPS)}")
-    config = resolve_config(args.preset, args.config, args.overrides, edges=not args.no_edges)
+    config = saved_or_resolved_config(
+        args.run, args.preset, args.config, args.overrides, edges=not args.no_edges
+    )
     summary = run_pipeline(args.data, args.run, config, args.device, steps)
     print(format_summary(summary))
     return 0

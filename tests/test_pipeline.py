@@ -1,0 +1,74 @@
+"""`iron run`: each step runs once, a re-run resumes, bad input gets one line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from ironrender.data.synth import SynthConfig, synthesize
+from ironrender.errors import IronError
+from ironrender.pipeline import resolve_config, run_pipeline
+
+TINY = [
+    "stage1.train.steps=30",
+    "stage1.train.warmup_steps=5",
+    "stage1.train.anneal_end=15",
+    "stage1.train.grid_ramp_steps=15",
+    "stage1.log.mesh_resolution=48",
+    "stage2.iterations=6",
+    "stage2.patch_size=24",
+    "export.resolution=48",
+    "export.max_faces=2000",
+    "export.texture_size=128",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    out = tmp_path_factory.mktemp("pipeline") / "data"
+    config = SynthConfig(views=8, test_views=2, resolution=32, spp=4, relight_spp=4)
+    return synthesize(config, out, progress=False)
+
+
+@pytest.mark.slow
+def test_run_resumes_finished_steps_and_writes_report(tiny_data, tmp_path):
+    run = tmp_path / "run"
+    config = resolve_config("fast", None, TINY)
+    first = run_pipeline(tiny_data, run, config, "cpu", steps=("stage1",))
+    assert set(first.seconds) == {"stage1"}
+    checkpoint = run / "stage1" / "checkpoint.pt"
+    stamp = checkpoint.stat().st_mtime_ns
+
+    summary = run_pipeline(tiny_data, run, config, "cpu")
+    assert set(summary.seconds) == {"stage1", "stage2", "export", "eval"}
+    assert checkpoint.stat().st_mtime_ns == stamp  # stage 1 was not trained again
+    metrics = json.loads((run / "eval" / "metrics.json").read_text())["mean"]
+    assert 0 < metrics["psnr"] < 100 and metrics["chamfer"] > 0
+    for name in ("mesh.obj", "mesh.mtl", "model.glb", "scene.xml", "diffuse_albedo.png"):
+        assert (run / "export" / name).is_file(), name
+    report = (run / "report.html").read_text()
+    assert "data:image/png;base64," in report and "psnr" in report
+
+    # Another configuration in the same folder is refused instead of silently mixed.
+    other = resolve_config("fast", None, [*TINY, "stage2.iterations=7"])
+    with pytest.raises(IronError, match="another configuration"):
+        run_pipeline(tiny_data, run, other, "cpu")
+
+
+def test_missing_dataset_is_a_one_line_error(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "ironrender", "run", str(tmp_path / "nope"), str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "not found" in result.stderr
+
+
+def test_unknown_override_is_a_user_error():
+    with pytest.raises(IronError, match="unknown option"):
+        resolve_config("fast", None, ["stage1.train.stepz=3"])
