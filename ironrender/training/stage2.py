@@ -117,7 +117,11 @@ def paper_stage2_config() -> Stage2Config:
         lr_light=1e-2,
         grid_lr_factor=1.0,
         materials=paper_material_config(),
-        render=SurfaceRenderConfig(edges=EdgeConfig(footprint="reference")),
+        # The paper's Algorithm 1 and area-weighted blend (eq. 13) without our gap filling. The
+        # reference code's clamp (centre outside the edge -> w = 0.5) is available as
+        # footprint="reference", but it gives a third of the true silhouette gradient
+        # (tests/test_edges.py), so the paper preset follows the paper, not that quirk.
+        render=SurfaceRenderConfig(edges=EdgeConfig(footprint="circle", fill_gaps=False)),
         edge_step_pixels=0.0,
         preview_every=500,
         checkpoint_every=1000,
