@@ -84,25 +84,40 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=Path("/tmp/ironrender-bench"))
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--no-write", action="store_true", help="do not append to BENCHMARKS.md")
+    parser.add_argument(
+        "--from-run",
+        type=Path,
+        default=None,
+        help="record a finished run (e.g. runs/demo/run of `make demo`) instead of running one;"
+        " its per-step times come from RUN/progress.json, its synth time is not known",
+    )
     args = parser.parse_args(argv)
+
+    import json
 
     from ironrender.data.synth import synthesize
     from ironrender.pipeline import format_summary, resolve_config, run_pipeline
 
-    data = args.work / args.scene / "data"
-    tag = f"{args.preset}{'-noedges' if args.no_edges else ''}"
-    run = args.work / args.scene / f"run-{tag}-{int(time.time())}"
-    started = time.perf_counter()
-    if not (data / "gt").is_dir():
-        synthesize(scene_config(args.scene), data, overwrite=True)
-    synth_seconds = time.perf_counter() - started
-    config = resolve_config(args.preset, None, args.overrides, edges=not args.no_edges)
-    summary = run_pipeline(data, run, config, args.device)
-    print(f"  synth   {synth_seconds:7.1f} s")
-    print(format_summary(summary))
-
-    peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    import json
+    if args.from_run is not None:
+        run = args.from_run
+        progress = json.loads((run / "progress.json").read_text())
+        seconds = progress["done"]
+        synth_seconds = float("nan")
+        peak = "not measured"
+    else:
+        data = args.work / args.scene / "data"
+        tag = f"{args.preset}{'-noedges' if args.no_edges else ''}"
+        run = args.work / args.scene / f"run-{tag}-{int(time.time())}"
+        started = time.perf_counter()
+        if not (data / "gt").is_dir():
+            synthesize(scene_config(args.scene), data, overwrite=True)
+        synth_seconds = time.perf_counter() - started
+        config = resolve_config(args.preset, None, args.overrides, edges=not args.no_edges)
+        summary = run_pipeline(data, run, config, args.device)
+        print(f"  synth   {synth_seconds:7.1f} s")
+        print(format_summary(summary))
+        seconds = summary.seconds
+        peak = f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB"
 
     metrics_file = run / "eval" / "metrics.json"
     everything = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
@@ -112,17 +127,16 @@ def main(argv: list[str] | None = None) -> int:
         value = mean.get(key)
         return fmt.format(value) if isinstance(value, int | float) else "–"
 
-    seconds = summary.seconds
     row = [
         datetime.date.today().isoformat(),
         machine(),
         args.scene,
         args.preset,
         "off" if args.no_edges else "on",
-        f"{synth_seconds:.0f}",
+        "–" if synth_seconds != synth_seconds else f"{synth_seconds:.0f}",
         *(f"{seconds.get(s, float('nan')):.0f}" for s in ("stage1", "stage2", "export", "eval")),
-        f"{sum(seconds.values()) + synth_seconds:.0f}",
-        f"{peak_gib:.2f} GiB",
+        f"{sum(seconds.values()) + (0 if synth_seconds != synth_seconds else synth_seconds):.0f}",
+        peak,
         cell("psnr", "{:.2f}"),
         cell("psnr_object", "{:.2f}"),
         cell("ssim"),
