@@ -23,6 +23,7 @@ import sys
 import time
 from pathlib import Path
 
+TCMALLOC = "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4"
 ROOT = Path(__file__).resolve().parent.parent
 ASSETS = ROOT.parent / "shared" / "assets"
 SECTION = "\n## Whole pipeline (`benchmarks/bench_pipeline.py`)\n\n"
@@ -53,12 +54,14 @@ COLUMNS = (
 TABLE_HEADER = "| " + " | ".join(COLUMNS) + " |\n" + "|" + "---|" * len(COLUMNS) + "\n"
 
 
-def machine() -> str:
+def machine(recorded: bool = False) -> str:
     import torch
 
     cpu = platform.processor() or platform.machine()
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"{os.cpu_count()} CPU"
     preload = "tcmalloc" if "tcmalloc" in os.environ.get("LD_PRELOAD", "") else "glibc malloc"
+    if recorded:  # the run was made by `iron`, which preloads tcmalloc when installed
+        preload = "tcmalloc" if os.path.exists(TCMALLOC) else "glibc malloc"
     return f"{device} ({cpu}), torch {torch.__version__}, {preload}"
 
 
@@ -129,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
 
     row = [
         datetime.date.today().isoformat(),
-        machine(),
+        machine(recorded=args.from_run is not None),
         args.scene,
         args.preset,
         "off" if args.no_edges else "on",
