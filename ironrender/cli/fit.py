@@ -14,6 +14,8 @@ CONFIG_NAME = "config.json"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from ironrender.cli.run import add_config_arguments
+
     parser = sub.add_parser(
         "fit",
         help="fit the SDF and materials to a capture",
@@ -27,28 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("data", help="dataset folder (holds train/ and test/)")
     parser.add_argument("run", help="run folder for checkpoints, previews and meshes")
     parser.add_argument("--stage", choices=("1", "2", "all"), default="all", help="default: all")
-    parser.add_argument(
-        "--preset",
-        choices=("fast", "paper"),
-        default="fast",
-        help="fast: minutes on a laptop CPU (default); paper: IRON's reference settings",
-    )
-    parser.add_argument("--config", help="JSON config file (e.g. a previous RUN/config.json)")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="SECTION.FIELD=VALUE",
-        help="override one setting, e.g. --set stage1.train.steps=500 (repeatable)",
-    )
-    parser.add_argument("--device", help="cpu or cuda (default: cuda if available, else cpu)")
     parser.add_argument("--resume", action="store_true", help="continue the run in RUN")
-    parser.add_argument(
-        "--no-edges",
-        action="store_true",
-        help="stage 2 without edge sampling (the IDR/DVR-style baseline, for comparison)",
-    )
+    add_config_arguments(parser)
     parser.set_defaults(func=run)
 
 
