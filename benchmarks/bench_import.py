@@ -28,6 +28,7 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
+from bench_table import append_row
 
 ROOT = Path(__file__).resolve().parents[1]
 RINGS = ((-10.0, 36), (15.0, 40), (40.0, 30), (65.0, 14))
@@ -124,11 +125,7 @@ def _stage1(steps: int, data: Path, work: Path, capture, result) -> dict | None:
 
 
 def _append_row(row: dict, stage1: dict | None) -> None:
-    """Add a row at the end of this benchmark's table (created at the end of the file)."""
-    path = ROOT / "BENCHMARKS.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if TABLE_HEADER not in text:
-        text = text.rstrip("\n") + "\n\n" + SECTION + TABLE_HEADER
+    """Add a row to this benchmark's table in BENCHMARKS.md."""
     s1 = stage1 or {}
     cells = [
         date.today().isoformat(),
@@ -145,12 +142,7 @@ def _append_row(row: dict, stage1: dict | None) -> None:
         f"{s1['f_score']:.3f}" if s1 else "-",
         f"{platform.machine()}, {os.cpu_count()} cores",
     ]
-    start = text.index(TABLE_HEADER) + len(TABLE_HEADER)
-    end = start
-    while end < len(text) and text.startswith("|", end):
-        end = text.index("\n", end) + 1 if "\n" in text[end:] else len(text)
-    line = "| " + " | ".join(cells) + " |\n"
-    path.write_text(text[:end] + line + text[end:])
+    append_row(SECTION, TABLE_HEADER, cells)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 
+from bench_table import append_row
+
 TCMALLOC = "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4"
 ROOT = Path(__file__).resolve().parent.parent
 ASSETS = ROOT.parent / "shared" / "assets"
@@ -154,11 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     print("row:", " | ".join(row))
     print("command:", shlex.join([sys.executable, *sys.argv]))
     if not args.no_write:
-        path = ROOT / "BENCHMARKS.md"
-        text = path.read_text() if path.exists() else "# Benchmarks\n"
-        if TABLE_HEADER not in text:
-            text = text.rstrip("\n") + "\n" + SECTION + TABLE_HEADER
-        path.write_text(text + "| " + " | ".join(row) + " |\n")
+        append_row(SECTION, TABLE_HEADER, row)
     return 0
 
 

@@ -25,8 +25,14 @@ from pathlib import Path
 import numpy as np
 import torch
 import trimesh
+from bench_table import append_row
 
-ROOT = Path(__file__).resolve().parents[1]
+SECTION = "## Stage 1 (`benchmarks/bench_stage1.py`)"
+TABLE_HEADER = (
+    "| date | machine | command | wall | steps/s | peak RSS | Chamfer / diameter | genus |"
+    " train PSNR (dB) |\n|---|---|---|---|---|---|---|---|---|\n"
+)
+
 BOB = Path("/work/shared/assets/bob")
 
 
@@ -51,8 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "ironcache"))
     parser.add_argument("--run", default=None, help="run folder (default: a temp folder)")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--device", default="cpu", help="torch device: cpu or cuda")
     parser.add_argument("--no-write", action="store_true", help="do not append to BENCHMARKS.md")
     args = parser.parse_args(argv)
+    device = args.device
 
     from ironrender.config import apply_overrides
     from ironrender.evaluation.metrics import chamfer
@@ -62,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     config = apply_overrides(fast_stage1_config(), args.overrides)
     run = Path(args.run or tempfile.mkdtemp(prefix=f"bench_stage1_{args.scene}_"))
     start = time.perf_counter()
-    result = train_stage1(data, run, config, "cpu")
+    result = train_stage1(data, run, config, device)
     wall = time.perf_counter() - start
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -73,27 +81,31 @@ def main(argv: list[str] | None = None) -> int:
     genus = 1 - mesh.euler_number // 2 if mesh.is_watertight else None
     tcmalloc = "tcmalloc" in os.environ.get("LD_PRELOAD", "")
     command = "benchmarks/bench_stage1.py " + " ".join(
-        [f"--scene {args.scene}"] + [f"--set {o}" for o in args.overrides]
+        [f"--scene {args.scene}"]
+        + ([f"--device {device}"] if device != "cpu" else [])
+        + [f"--set {o}" for o in args.overrides]
     )
-    row = (
-        f"| {time.strftime('%Y-%m-%d')} | {platform.machine()}, {torch.get_num_threads()} threads"
-        f"{', tcmalloc' if tcmalloc else ''} (shared, noisy) | `{command}` | {wall:.0f} s |"
-        f" {result.steps / wall:.2f} | {peak_mib:.0f} MiB | {100 * score / diameter:.2f} % |"
-        f" {genus} | {result.psnr:.2f} |"
-    )
-    print(row)
+    cells = [
+        time.strftime("%Y-%m-%d"),
+        f"{platform.machine()}, {device}, {torch.get_num_threads()} threads"
+        f"{', tcmalloc' if tcmalloc else ''}",
+        f"`{command}`",
+        f"{wall:.0f} s",
+        f"{result.steps / wall:.2f}",
+        f"{peak_mib:.0f} MiB"
+        + (
+            f" (GPU {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB)"
+            if device.startswith("cuda")
+            else ""
+        ),
+        f"{100 * score / diameter:.2f} %",
+        str(genus),
+        f"{result.psnr:.2f}",
+    ]
+    print("| " + " | ".join(cells) + " |")
     print(f"run folder: {run}; chamfer {score:.5f} (diameter {diameter:.3f})")
     if not args.no_write:
-        path = ROOT / "BENCHMARKS.md"
-        header = ""
-        if not path.exists() or "bench_stage1" not in path.read_text():
-            header = (
-                "\n## Stage 1 (`benchmarks/bench_stage1.py`)\n\n"
-                "| date | machine | command | wall | steps/s | peak RSS | Chamfer / diameter |"
-                " genus | train PSNR (dB) |\n|---|---|---|---|---|---|---|---|---|\n"
-            )
-        with path.open("a") as handle:
-            handle.write(header + row + "\n")
+        append_row(SECTION, TABLE_HEADER, cells)
     return 0
 
 

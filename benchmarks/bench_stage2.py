@@ -27,7 +27,8 @@ import time
 from datetime import date
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench_table import append_row
+
 SECTION = "## stage 2, fast preset (benchmarks/bench_stage2.py)\n\n"
 TABLE_HEADER = (
     "| date | capture | variant | stage-1 steps | stage-1 s | stage-2 steps | stage-2 s |"
@@ -136,11 +137,7 @@ def _format(row: dict) -> str:
 
 
 def _append_row(row: dict) -> None:
-    """Add a row at the end of this benchmark's table (created at the end of the file)."""
-    path = ROOT / "BENCHMARKS.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if TABLE_HEADER not in text:
-        text = text.rstrip("\n") + "\n\n" + SECTION + TABLE_HEADER
+    """Add a row to this benchmark's table in BENCHMARKS.md."""
     cells = [
         date.today().isoformat(),
         row["capture"],
@@ -157,13 +154,7 @@ def _append_row(row: dict) -> None:
         _number(row, "light_ratio", ".3f"),
         f"{platform.machine()}, {os.cpu_count()} cores",
     ]
-    start = text.index(TABLE_HEADER) + len(TABLE_HEADER)
-    end = start
-    while end < len(text) and text.startswith("|", end):
-        newline = text.find("\n", end)
-        end = len(text) if newline < 0 else newline + 1
-    line = "| " + " | ".join(cells) + " |\n"
-    path.write_text(text[:end] + line + text[end:])
+    append_row(SECTION, TABLE_HEADER, cells)
 
 
 if __name__ == "__main__":

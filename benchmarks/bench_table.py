@@ -1,0 +1,30 @@
+"""Shared by the benchmark scripts: add a row to its own table in BENCHMARKS.md.
+
+Each script owns one section (a ``## ...`` title and a Markdown table header). A new row goes
+right after the last row of that table, so rows never drift under another script's table or
+its notes; the section is created at the end of the file the first time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
+
+
+def append_row(section: str, header: str, cells: list[str], path: Path = BENCHMARKS) -> None:
+    """Insert ``| cells |`` after the last row of the table that starts with ``header``.
+
+    ``section`` is the title block written before ``header`` when the table does not exist yet.
+    """
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    if header not in text:
+        text = text.rstrip("\n") + "\n\n" + section.strip("\n") + "\n\n" + header
+    end = text.index(header) + len(header)
+    while text.startswith("|", end):
+        newline = text.find("\n", end)
+        end = len(text) if newline < 0 else newline + 1
+    if end == len(text) and not text.endswith("\n"):
+        text += "\n"
+        end += 1
+    path.write_text(text[:end] + "| " + " | ".join(cells) + " |\n" + text[end:])
