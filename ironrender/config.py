@@ -37,7 +37,7 @@ def from_dict(cls: type[T], data: dict, where: str = "config") -> T:
             kwargs[name] = from_dict(kind, value, f"{where}.{name}")
         else:
             kwargs[name] = _coerce(kind, value, f"{where}.{name}")
-    return dataclasses.replace(cls(), **kwargs) if kwargs else cls()
+    return _build(cls(), kwargs, where)
 
 
 def merge(config: T, data: dict, where: str = "config") -> T:
@@ -56,7 +56,15 @@ def merge(config: T, data: dict, where: str = "config") -> T:
             changes[name] = merge(current, value, f"{where}.{name}")
         else:
             changes[name] = _coerce(hints[name], value, f"{where}.{name}")
-    return dataclasses.replace(config, **changes)
+    return _build(config, changes, where)
+
+
+def _build(config: T, changes: dict, where: str) -> T:
+    """``dataclasses.replace`` whose validation errors (``__post_init__``) name the section."""
+    try:
+        return dataclasses.replace(config, **changes)
+    except (TypeError, ValueError) as exc:
+        raise IronError(f"{where}: {exc}") from None
 
 
 def apply_overrides(config: T, overrides: list[str]) -> T:

@@ -7,7 +7,12 @@ import math
 import pytest
 import torch
 
-from ironrender.fields.encodings import DenseGridEncoding, GridConfig, PositionalEncoding
+from ironrender.fields.encodings import (
+    DenseGridEncoding,
+    GridConfig,
+    HashGridEncoding,
+    PositionalEncoding,
+)
 from ironrender.fields.radiance import RadianceConfig, RadianceField
 from ironrender.fields.sdf import NeuralSDF, NeuSVariance, SDFConfig, paper_sdf_config
 
@@ -52,6 +57,46 @@ def test_grid_encoding_interpolates_vertex_values_exactly():
         [[-1.0, 0.0, 1.0], [-0.5, 0.0, 1.0], [0.0, 0.0, 0.0]], dtype=torch.float64
     )
     torch.testing.assert_close(encoding(corner)[:, 0], torch.tensor([1.0, 0.5, 0.0]).double())
+
+
+def test_hash_grid_matches_dense_grid_where_its_table_is_dense():
+    """Levels that fit the table are dense: same vertex values -> same trilinear features."""
+    torch.manual_seed(1)
+    config = GridConfig(levels=2, features_per_level=3, base_resolution=4, max_resolution=7)
+    dense, hashed = DenseGridEncoding(config).double(), HashGridEncoding(config).double()
+    with torch.no_grad():
+        for grid, table, r in zip(dense.grids, hashed.tables, config.resolutions(), strict=True):
+            grid.normal_()
+            # dense grid layout (1, F, z, y, x); hash table row = x + R y + R^2 z
+            table.copy_(grid[0].permute(1, 2, 3, 0).reshape(r**3, -1))
+    points = torch.rand(200, 3, dtype=torch.float64) * 2 - 1
+    torch.testing.assert_close(hashed(points), dense(points), atol=1e-12, rtol=0)
+
+
+def test_hash_grid_hashes_fine_levels_and_has_exact_gradients():
+    torch.manual_seed(2)
+    config = GridConfig(
+        levels=2, features_per_level=2, base_resolution=3, max_resolution=9, log2_hashmap_size=5
+    )
+    encoding = HashGridEncoding(config).double()
+    assert encoding.table_sizes == [27, 32]  # 3^3 fits in 2^5 rows; 9^3 is hashed into 32
+    with torch.no_grad():
+        for table in encoding.tables:
+            table.normal_()
+    # A vertex of the fine level reads the row that Instant-NGP's hash names (computed here
+    # with Python integers, independently of the tensor code).
+    i, j, k = 2, 7, 5
+    row = (i * 1 ^ j * 2654435761 ^ k * 805459861) % 32
+    vertex = torch.tensor([[i, j, k]], dtype=torch.float64) / 8 * 2 - 1
+    torch.testing.assert_close(encoding(vertex)[0, 2:], encoding.tables[1][row])
+    points = (torch.rand(4, 3, dtype=torch.float64) * 1.8 - 0.9).requires_grad_(True)
+    tables = list(encoding.tables)
+
+    def f(p, *_):
+        return encoding(p)
+
+    assert torch.autograd.gradcheck(f, (points, *tables), eps=1e-6, atol=1e-5)
+    assert torch.autograd.gradgradcheck(f, (points, tables[1]), eps=1e-6, atol=1e-5)
 
 
 def _shell_points(count: int, low: float, high: float, seed: int = 0):

@@ -72,3 +72,17 @@ def test_missing_dataset_is_a_one_line_error(tmp_path):
 def test_unknown_override_is_a_user_error():
     with pytest.raises(IronError, match="unknown option"):
         resolve_config("fast", None, ["stage1.train.stepz=3"])
+
+
+def test_invalid_override_value_is_a_one_line_error(tmp_path):
+    """A value the config's own validation rejects (not just an unknown key) exits cleanly."""
+    with pytest.raises(IronError, match=r"stage1\.sdf\.grid: grid kind must be"):
+        resolve_config("fast", None, ["stage1.sdf.grid.kind=octree"])
+    result = subprocess.run(
+        [sys.executable, "-m", "ironrender", "fit", str(tmp_path), str(tmp_path / "r")]
+        + ["--set", "stage1.sdf.grid.kind=octree"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1 and "grid kind" in result.stderr

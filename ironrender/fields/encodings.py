@@ -3,12 +3,17 @@
 * :class:`PositionalEncoding`: NeRF's frequency encoding (IRON's ``embedder``), the input
   followed by ``sin(2^k x), cos(2^k x)`` for ``k = 0..L-1``; output dimension ``d (1 + 2L)``.
 * :class:`DenseGridEncoding`: a multi-resolution stack of dense 3-D feature grids read with
-  trilinear interpolation (``F.grid_sample``), the pure-PyTorch stand-in for Instant-NGP's
-  hash grid. On the 2-core CPU it was the fastest grid we measured (platform-notes.md: 944 ms
-  versus 1,066 ms for a hash grid per 65k-point training step with autograd normals), it has no
-  hash collisions, and ``grid_sample`` supports the double backward the eikonal loss needs.
-  Memory grows as ``R^3``, which is why the finest resolution is capped (96 by default, about
-  one cell per pixel footprint of the 128x128 default capture).
+  trilinear interpolation (``F.grid_sample``). The default: on the 2-core CPU it is the faster
+  of our two grids (``benchmarks/bench_encodings.py``; BENCHMARKS.md), it has no hash
+  collisions, and ``grid_sample`` supports the double backward the eikonal loss needs. Memory
+  grows as ``R^3``, which is why the finest resolution is capped (96 by default, about one cell
+  per pixel footprint of the 128x128 default capture).
+* :class:`HashGridEncoding`: Instant-NGP's multi-resolution hash encoding (Mueller et al. 2022,
+  eq. 3-4) in plain PyTorch: levels whose ``R^3`` vertices fit in the table are stored densely,
+  finer ones hash their vertices into a table of ``2^log2_hashmap_size`` entries. Memory is
+  bounded whatever the finest resolution, which is what a GPU run at full resolution wants.
+
+``GridConfig.kind`` picks one; :func:`make_grid_encoding` builds it.
 
 Both are device-agnostic: their buffers and parameters follow ``module.to(device)``.
 """
@@ -65,6 +70,20 @@ class GridConfig:
     max_resolution: int = 96
     init_scale: float = 1e-4  # features start near zero: the MLP's geometric init rules at step 0
     bound: float = 1.0  # the grid spans [-bound, bound]^3
+    kind: str = "dense"  # "dense" (DenseGridEncoding) or "hash" (HashGridEncoding)
+    log2_hashmap_size: int = 19  # hash grid only: table entries per level (Instant-NGP's T)
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("dense", "hash"):
+            raise ValueError(f"grid kind must be 'dense' or 'hash', not {self.kind!r}")
+
+    def resolutions(self) -> list[int]:
+        """Vertices per axis at each level (Instant-NGP's geometric growth)."""
+        if self.levels > 1:
+            growth = (self.max_resolution / self.base_resolution) ** (1 / (self.levels - 1))
+        else:
+            growth = 1.0
+        return [int(round(self.base_resolution * growth**level)) for level in range(self.levels)]
 
 
 class DenseGridEncoding(nn.Module):
@@ -77,13 +96,7 @@ class DenseGridEncoding(nn.Module):
     def __init__(self, config: GridConfig):
         super().__init__()
         self.config = config
-        if config.levels > 1:
-            growth = (config.max_resolution / config.base_resolution) ** (1 / (config.levels - 1))
-        else:
-            growth = 1.0
-        self.resolutions = [
-            int(round(config.base_resolution * growth**level)) for level in range(config.levels)
-        ]
+        self.resolutions = config.resolutions()
         self.grids = nn.ParameterList(
             nn.Parameter(
                 (torch.rand(1, config.features_per_level, r, r, r) * 2 - 1) * config.init_scale
@@ -110,3 +123,75 @@ class DenseGridEncoding(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(grid.numel() for grid in self.grids)
+
+
+# Instant-NGP's spatial hash primes (the first is 1 so that neighbouring x share cache lines).
+_HASH_PRIMES = (1, 2654435761, 805459861)
+# The 8 corners of a cell as (dx, dy, dz) in {0, 1}^3.
+_CORNERS = torch.tensor([[(c >> 2) & 1, (c >> 1) & 1, c & 1] for c in range(8)])
+
+
+class HashGridEncoding(nn.Module):
+    """Multi-resolution hash encoding (Instant-NGP) with trilinear interpolation in PyTorch.
+
+    At level ``l`` with ``R_l`` vertices per axis, ``x`` in ``[-bound, bound]^3`` maps to
+    ``u = (x / bound + 1) / 2 * (R_l - 1)``; the 8 corners ``v`` of its cell index a table of
+    ``T`` feature vectors, densely (``v_x + R v_y + R^2 v_z``) when ``R_l^3 <= T``, otherwise by
+    ``(v_x pi_1 xor v_y pi_2 xor v_z pi_3) mod T``; the features are blended with trilinear
+    weights. The weights are polynomials in ``x``, so autograd gives the exact spatial gradient
+    and its derivative (the eikonal loss's double backward) through gather and index-add alone.
+    Same interface as :class:`DenseGridEncoding` (``active_levels``, ``out_dim``).
+    """
+
+    def __init__(self, config: GridConfig):
+        super().__init__()
+        self.config = config
+        self.resolutions = config.resolutions()
+        table = 2**config.log2_hashmap_size
+        self.table_sizes = [min(r**3, table) for r in self.resolutions]
+        self.tables = nn.ParameterList(
+            nn.Parameter((torch.rand(size, config.features_per_level) * 2 - 1) * config.init_scale)
+            for size in self.table_sizes
+        )
+        self.register_buffer("corners", _CORNERS.clone(), persistent=False)
+        self.register_buffer("primes", torch.tensor(_HASH_PRIMES), persistent=False)
+        self.out_dim = config.levels * config.features_per_level
+        self.active_levels = config.levels
+
+    def _indices(self, vertices: Tensor, level: int) -> Tensor:
+        """Table rows of integer vertices ``(..., 3)`` at ``level``."""
+        resolution, size = self.resolutions[level], self.table_sizes[level]
+        if resolution**3 <= size:
+            x, y, z = vertices.unbind(-1)
+            return x + resolution * (y + resolution * z)
+        hashed = vertices * self.primes
+        mixed = torch.bitwise_xor(torch.bitwise_xor(hashed[..., 0], hashed[..., 1]), hashed[..., 2])
+        return torch.remainder(mixed, size)
+
+    def forward(self, x: Tensor) -> Tensor:
+        batch_shape = x.shape[:-1]
+        unit = ((x.reshape(-1, 3) / self.config.bound + 1) / 2).clamp(0, 1)
+        features = []
+        for level, table in enumerate(self.tables):
+            if level >= self.active_levels:
+                features.append(unit.new_zeros(unit.shape[0], self.config.features_per_level))
+                continue
+            scaled = unit.to(table.dtype) * (self.resolutions[level] - 1)
+            base = scaled.detach().floor().clamp(max=self.resolutions[level] - 2)
+            frac = scaled - base  # (N, 3), differentiable in x
+            vertices = base.long()[:, None, :] + self.corners  # (N, 8, 3)
+            rows = self._indices(vertices, level)  # (N, 8)
+            # Trilinear weight of each corner: prod over axes of frac (corner 1) or 1 - frac (0).
+            upper = self.corners.bool()
+            weights = torch.where(upper, frac[:, None, :], 1 - frac[:, None, :]).prod(-1)
+            values = table[rows.reshape(-1)].reshape(*rows.shape, -1)  # (N, 8, F)
+            features.append((weights[..., None] * values).sum(1))
+        return torch.cat(features, dim=-1).reshape(*batch_shape, self.out_dim)
+
+    def num_parameters(self) -> int:
+        return sum(table.numel() for table in self.tables)
+
+
+def make_grid_encoding(config: GridConfig) -> DenseGridEncoding | HashGridEncoding:
+    """The grid encoding that ``config.kind`` names."""
+    return HashGridEncoding(config) if config.kind == "hash" else DenseGridEncoding(config)

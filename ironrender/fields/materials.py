@@ -42,7 +42,7 @@ from torch import Tensor, nn
 
 from ironrender.data.images import GAMMA
 from ironrender.fields.base import SDFField
-from ironrender.fields.encodings import DenseGridEncoding, GridConfig, PositionalEncoding
+from ironrender.fields.encodings import GridConfig, PositionalEncoding, make_grid_encoding
 from ironrender.fields.radiance import RadianceField
 from ironrender.fields.sdf import MLP
 from ironrender.rendering.brdf import GGXMaterial, shade_flash
@@ -113,7 +113,7 @@ class MaterialHead(nn.Module):
     def __init__(self, config: MaterialConfig, feature_dim: int, out_dim: int):
         super().__init__()
         self.pe = PositionalEncoding(config.pe_freqs)
-        self.grid = DenseGridEncoding(config.grid) if config.use_grid else None
+        self.grid = make_grid_encoding(config.grid) if config.use_grid else None
         encoded = self.pe.out_dim + (self.grid.out_dim if self.grid is not None else 0)
         self.mlp = MLP(
             encoded + NORMAL_DIM + feature_dim, config.hidden_dim, config.num_hidden, out_dim

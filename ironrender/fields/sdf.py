@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from torch.nn.utils.parametrizations import weight_norm
 
 from ironrender.fields.base import SDFField, SDFSample
-from ironrender.fields.encodings import DenseGridEncoding, GridConfig, PositionalEncoding
+from ironrender.fields.encodings import GridConfig, PositionalEncoding, make_grid_encoding
 
 XYZ_DIM = 3
 LAST_LAYER_STD = 1e-4  # IDR's std of the last layer's weights under geometric init
@@ -120,7 +120,7 @@ class NeuralSDF(SDFField):
         self.config = config
         self.feature_dim = config.feature_dim
         self.pe = PositionalEncoding(config.pe_freqs)
-        self.grid = DenseGridEncoding(config.grid) if config.use_grid else None
+        self.grid = make_grid_encoding(config.grid) if config.use_grid else None
         in_dim = self.pe.out_dim + (self.grid.out_dim if self.grid is not None else 0)
         self.mlp = MLP(
             in_dim,

@@ -321,14 +321,14 @@ class Stage2State:
 
 
 def _parameter_groups(named, lr: float, grid_factor: float) -> list[dict]:
-    """One group at ``lr``, and the dense-grid features (names with ``grids``) at ``lr * f``.
+    """One group at ``lr``, and the grid features (the ``grid`` encoding's tables) at ``lr * f``.
 
     Grid features are looked up by trilinear interpolation, so each receives the gradient of a
     few points per step; like Instant-NGP (and our stage 1) they need larger steps than weights.
     """
     named = list(named)
-    grids = [p for name, p in named if ".grids." in f".{name}"]
-    others = [p for name, p in named if ".grids." not in f".{name}"]
+    grids = [p for name, p in named if ".grid." in f".{name}"]
+    others = [p for name, p in named if ".grid." not in f".{name}"]
     groups = [{"params": others, "lr": lr}]
     if grids:
         groups.append({"params": grids, "lr": lr * grid_factor})
