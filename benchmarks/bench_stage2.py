@@ -21,6 +21,7 @@ import argparse
 import dataclasses
 import os
 import platform
+import re
 import shutil
 import tempfile
 import time
@@ -47,6 +48,13 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-baseline", action="store_true", help="skip the stage-1-only row")
+    parser.add_argument(
+        "--variant",
+        choices=[name for name, _ in VARIANTS],
+        action="append",
+        help="run only these stage-2 variants (default: all)",
+    )
+    parser.add_argument("--label", default="", help="appended to the variant name in the row")
     parser.add_argument("--no-write", action="store_true", help="do not append to BENCHMARKS.md")
     args = parser.parse_args()
 
@@ -87,7 +95,10 @@ def main() -> None:
         if not args.no_write:
             _append_row(row)
     for name, edges in VARIANTS:
-        run = work / f"run_{name}"
+        if args.variant and name not in args.variant:
+            continue
+        label = f"{name} ({args.label})" if args.label else name
+        run = work / ("run_" + re.sub(r"[^A-Za-z0-9_.=-]+", "_", label).strip("_"))
         if run.exists():
             shutil.rmtree(run)
         shutil.copytree(stage1_run / "stage1", run / "stage1")
@@ -98,7 +109,7 @@ def main() -> None:
         metrics = evaluate_run(run, data, args.device, eval_config)["mean"]
         row = {
             "capture": _describe(data),
-            "variant": name,
+            "variant": label,
             "stage1_steps": config.stage1.train.steps,
             "stage1_s": stage1_seconds,
             "stage2_steps": result.iterations,

@@ -86,3 +86,14 @@ def test_invalid_override_value_is_a_one_line_error(tmp_path):
     )
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1 and "grid kind" in result.stderr
+
+
+def test_override_examples_in_the_readme_resolve():
+    """The README's ``--set`` examples name real options (documentation must not drift)."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    examples = re.findall(r"`(?:--set )?((?:stage1|stage2|export)\.[\w.]+=[^`\s]+)`", readme)
+    assert len(examples) >= 4
+    resolve_config("fast", None, examples)

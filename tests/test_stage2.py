@@ -195,6 +195,23 @@ def test_resume_reproduces_uninterrupted_run(sphere_scene, tmp_path):
             torch.testing.assert_close(pa, pc, rtol=0, atol=0, msg=name)
 
 
+def test_learning_rates_follow_the_cosine_decay(sphere_scene, tmp_path):
+    """``lr_alpha`` < 1: the saved optimisers end at the schedule's last value, every group."""
+    from ironrender.training.checkpoint import load_checkpoint
+
+    split = load_split(sphere_scene, "train")
+    sdf, materials = starting_point()
+    config = small_config(iterations=5, lr_alpha=0.1)
+    fit_stage2(split, sdf, materials, config, tmp_path, progress=False)
+    state = load_checkpoint(tmp_path / STAGE_DIR / CHECKPOINT_NAME, "cpu")
+    last = 4  # 0-based index of the final step
+    factor = 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * last / 5))
+    bases = {"sdf": config.lr_sdf, "materials": config.lr_materials, "light": config.lr_light}
+    for name, base in bases.items():
+        groups = state["optimizers"][name]["param_groups"]
+        assert groups[0]["lr"] == pytest.approx(base * factor, rel=1e-6), name
+
+
 def true_materials() -> tuple[SphereSDF, MaterialFields]:
     """The scene's exact geometry and materials (constant albedo through a zeroed last layer)."""
     sdf = SphereSDF(radius=RADIUS)

@@ -15,7 +15,8 @@ One iteration (reference §4):
    for EXR captures linear against linear;
 4. loss = pyramid L2 + (1 - SSIM) + 0.1 eikonal + 0.1 roughness range (Eqs. 10-13); the eikonal
    term uses ``patch pixels / 2`` random points in [-1, 1]^3 plus the gradients at the hits;
-5. one step of three Adams (SDF, materials, light), no schedule.
+5. one step of three Adams (SDF, materials, light); constant rates as the reference, or a
+   cosine decay to ``lr_alpha`` times them (``fast``).
 
 Runs are resumable exactly: the checkpoint holds the networks, the optimisers, the iteration and
 the random generators, so an interrupted run continued with ``resume=True`` takes the same
@@ -58,6 +59,7 @@ from ironrender.training.losses import (
     stage2_loss,
 )
 from ironrender.training.runlog import RunLog, normal_image, write_panels
+from ironrender.training.schedules import learning_rate_factor
 
 STAGE_DIR = "stage2"
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -87,6 +89,7 @@ class Stage2Config:
     lr_materials: float = 1e-3
     lr_light: float = 1e-2  # on log I (see fields/materials.py)
     grid_lr_factor: float = 10.0  # dense-grid features (SDF, materials) learn this much faster
+    lr_alpha: float = 1.0  # cosine decay of every rate to this fraction at the end; 1 = constant
     weights: LossWeights = field(default_factory=LossWeights)
     edges: bool = True  # False: the IDR-style ``--no-edges`` baseline
     eikonal_points: int = 0  # random points per step; 0 = half the patch's pixels (reference)
@@ -347,11 +350,23 @@ def make_optimizers(
     factor = config.grid_lr_factor
     sdf_groups = _parameter_groups(sdf.named_parameters(), config.lr_sdf, factor)
     material_groups = _parameter_groups(material_named, config.lr_materials, factor)
-    return {
+    optimizers = {
         "sdf": torch.optim.Adam(sdf_groups, fused=True),
         "materials": torch.optim.Adam(material_groups, fused=True),
         "light": torch.optim.Adam([materials.log_light], lr=config.lr_light, fused=True),
     }
+    for optimizer in optimizers.values():
+        for group in optimizer.param_groups:
+            group["base_lr"] = group["lr"]
+    return optimizers
+
+
+def set_learning_rates(optimizers: dict[str, torch.optim.Optimizer], factor: float) -> None:
+    """Every group at ``base_lr * factor`` (the schedule is a pure function of the iteration)."""
+    for optimizer in optimizers.values():
+        for group in optimizer.param_groups:
+            # setdefault: checkpoints written before schedules existed ran at constant rates
+            group["lr"] = group.setdefault("base_lr", group["lr"]) * factor
 
 
 @dataclass
@@ -420,6 +435,11 @@ def training_step(
         for optimizer in state.optimizers.values():
             optimizer.zero_grad(set_to_none=True)
         return None
+    if config.lr_alpha != 1.0:
+        step = state.iteration - 1
+        set_learning_rates(
+            state.optimizers, learning_rate_factor(step, 0, config.iterations, config.lr_alpha)
+        )
     for optimizer in state.optimizers.values():
         optimizer.step()
     return terms
