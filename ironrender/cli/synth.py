@@ -86,6 +86,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="principled specular level, F0 = 0.08 * specular (default %(default)s)",
     )
     parser.add_argument(
+        "--bsdf",
+        choices=("principled", "iron"),
+        default=defaults.bsdf,
+        help="principled: Mitsuba's Disney-style material, which the model only approximates"
+        " (default); iron: exactly the model stage 2 fits (Lambert + GGX), to isolate its error",
+    )
+    parser.add_argument(
         "--force", action="store_true", help="replace OUT/train, OUT/test and OUT/gt if present"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -111,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         exposure=args.exposure,
         specular=args.specular,
+        bsdf=args.bsdf,
     )
     out = synthesize(config, args.out, progress=not args.quiet, overwrite=args.force)
     light = json.loads((Path(out) / "gt" / "light.json").read_text())

@@ -110,6 +110,9 @@ class SynthConfig:
     exposure_target: float = 0.9
     relight_exposure: float | None = None  # scale of the environment map; None: automatic
     specular: float = 0.5  # principled `specular`; F0 = 0.08 * specular
+    # "principled" (a real-world-like material the model only approximates: Disney diffuse) or
+    # "iron": exactly stage 2's model, Lambert + GGX with F = F0 (to isolate model mismatch)
+    bsdf: str = "principled"
     roughness_range: tuple[float, float] = (0.3, 0.8)  # perceptual, procedural map only
     sky: SkyConfig = field(default_factory=SkyConfig)
     prefer_fast_variant: bool = True
@@ -336,10 +339,31 @@ def _write_materials(gt: Path, materials: Materials) -> None:
 
 
 # --------------------------------------------------------------------------------- rendering
-def _bsdf(mi, materials: Materials) -> dict:
+def _bsdf(mi, materials: Materials, kind: str = "principled") -> dict:
     def bitmap(data: np.ndarray) -> dict:
         return {"type": "bitmap", "bitmap": mi.Bitmap(np.ascontiguousarray(data)), "raw": True}
 
+    if kind == "iron":
+        # 0.5 * diffuse(2 rho_d) + 0.5 * roughconductor(GGX, F = 1, 2 F0) is exactly our BRDF
+        # (tests/test_brdf.py checks this blend against ironrender.rendering.brdf).
+        return {
+            "type": "twosided",
+            "material": {
+                "type": "blendbsdf",
+                "weight": 0.5,
+                "bsdf_0": {
+                    "type": "diffuse",
+                    "reflectance": bitmap((2 * materials.base_color).astype(np.float32)),
+                },
+                "bsdf_1": {
+                    "type": "roughconductor",
+                    "distribution": "ggx",
+                    "alpha": bitmap(materials.alpha[..., None].astype(np.float32)),
+                    "material": "none",
+                    "specular_reflectance": {"type": "rgb", "value": [2 * materials.f0] * 3},
+                },
+            },
+        }
     principled = {
         "type": "principled",
         "base_color": bitmap(materials.base_color.astype(np.float32)),
@@ -357,14 +381,20 @@ def _bsdf(mi, materials: Materials) -> dict:
     return {"type": "twosided", "material": principled}
 
 
-def _scene(mi, mesh_file: Path, materials: Materials, sensor: dict, emitter: dict, integrator):
+def _scene(
+    mi, mesh_file: Path, materials: Materials, sensor: dict, emitter: dict, integrator, bsdf: str
+):
     return mi.load_dict(
         {
             "type": "scene",
             "integrator": integrator,
             "sensor": sensor,
             "light": emitter,
-            "object": {"type": "obj", "filename": str(mesh_file), "bsdf": _bsdf(mi, materials)},
+            "object": {
+                "type": "obj",
+                "filename": str(mesh_file),
+                "bsdf": _bsdf(mi, materials, bsdf),
+            },
         }
     )
 
@@ -463,7 +493,7 @@ def synthesize(
     point = {"type": "point", "position": [0.0, 0.0, 0.0], "intensity": {"type": "uniform",
              "value": RENDER_INTENSITY}}  # fmt: skip
     direct_flash = {"type": "direct", "emitter_samples": 1, "bsdf_samples": 0}
-    scene = _scene(mi, gt / "mesh.obj", materials, flash_sensor, point, direct_flash)
+    scene = _scene(mi, gt / "mesh.obj", materials, flash_sensor, point, direct_flash, config.bsdf)
     t_flash = time.perf_counter()
     train_rgba = _render_views(mi, scene, train, [seed0 + i for i in range(len(train))], True, bar)
     test_seeds = [seed0 + len(train) + i for i in range(len(test))]
@@ -509,7 +539,11 @@ def synthesize(
             "bounding_radius": config.bounding_radius,
         },
         "bsdf": {
-            "mitsuba": "principled (in twosided), metallic 0, no sheen/clearcoat/transmission",
+            "mitsuba": (
+                "principled (in twosided), metallic 0, no sheen/clearcoat/transmission"
+                if config.bsdf == "principled"
+                else "blendbsdf 0.5: diffuse(2 base) + roughconductor(ggx, material none, 2 F0)"
+            ),
             "texture": str(texture_path),
             "specular": config.specular,
             "f0": materials.f0,
@@ -564,7 +598,7 @@ def _relight(mi, config, gt, materials, test: Cameras, names, seed0, bar) -> dic
     )  # fmt: skip
     emitter = {"type": "envmap", "bitmap": mi.Bitmap(sky), "scale": 1.0}
     integrator = {"type": "direct", "hide_emitters": True}
-    scene = _scene(mi, gt / "mesh.obj", materials, sensor, emitter, integrator)
+    scene = _scene(mi, gt / "mesh.obj", materials, sensor, emitter, integrator, config.bsdf)
     first = seed0 + 2 * len(test) + config.views  # after the seeds of the flash views
     seeds = [first + i for i in range(len(test))]
     rgba = _render_views(mi, scene, test, seeds, False, bar)
@@ -604,6 +638,8 @@ def _validate(config: SynthConfig) -> None:
         raise IronError(f"resolution {config.resolution} is too small (at least 8)")
     if config.spp < 1 or config.relight_spp < 1:
         raise IronError("samples per pixel must be positive")
+    if config.bsdf not in ("principled", "iron"):
+        raise IronError(f"bsdf must be 'principled' or 'iron', not {config.bsdf!r}")
     if not 0 < config.bounding_radius < 1:
         raise IronError("bounding_radius must lie in (0, 1): the object must fit the unit sphere")
     if config.camera_distance <= 1:
