@@ -11,7 +11,7 @@
 
 Appends one row to BENCHMARKS.md (``--no-write`` to skip).
 
-    .venv/bin/python benchmarks/bench_import.py [--views-scale 1.0] [--stage1-steps 2000]
+    .venv/bin/python benchmarks/bench_import.py [--views-scale 1.0] [--stage1-steps N]
 """
 
 from __future__ import annotations
@@ -56,7 +56,9 @@ def _load_test_helpers():
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--views-scale", type=float, default=1.0, help="scale views per ring")
-    parser.add_argument("--stage1-steps", type=int, default=2000, help="0 skips stage 1")
+    parser.add_argument(
+        "--stage1-steps", type=int, default=None, help="default: the fast preset's; 0 skips stage 1"
+    )
     parser.add_argument("--work", default=None, help="keep files here (default: a temp dir)")
     parser.add_argument("--no-write", action="store_true", help="do not append to BENCHMARKS.md")
     args = parser.parse_args()
@@ -98,7 +100,7 @@ def main() -> None:
 
 def _stage1(steps: int, data: Path, work: Path, capture, result) -> dict | None:
     """Stage 1 on the imported dataset; its mesh against the truth in the imported frame."""
-    if steps <= 0 or importlib.util.find_spec("ironrender.training.stage1") is None:
+    if steps is not None and steps <= 0:
         return None
     import trimesh
 
@@ -106,7 +108,9 @@ def _stage1(steps: int, data: Path, work: Path, capture, result) -> dict | None:
     from ironrender.training.stage1 import fast_stage1_config, train_stage1
 
     config = fast_stage1_config()
-    config.train.steps = steps
+    if steps is not None:
+        config.train.steps = steps
+    steps = config.train.steps
     config.log.tensorboard = False
     started = time.perf_counter()
     trained = train_stage1(data, work / "run", config, "cpu")
