@@ -255,12 +255,7 @@ def test_glb_reloads_with_pbr_textures(exported):
     np.testing.assert_allclose(mesh.visual.uv, obj.visual.uv, atol=1e-5)
 
 
-def test_mitsuba_scene_renders_the_ggx_model(exported):
-    """Render the exported scene and compare the central image column with the closed form.
-
-    Along the column x = 0 the camera ray hits the sphere at a known point; there the project's
-    BRDF gives red = I/d^2 rho_d(y)/pi c and blue = I/d^2 rho_s D G1^2 / (4 c) (GGX).
-    """
+def _mitsuba():
     try:
         from ironrender.data.mitsuba_backend import select_variant
 
@@ -270,10 +265,21 @@ def test_mitsuba_scene_renders_the_ggx_model(exported):
         import mitsuba as mi
 
         mi.set_variant("scalar_rgb")
+    return mi
+
+
+def _check_centre_column(scene_file, diffuse_factor, min_cosine: float) -> int:
+    """Render the exported scene; compare the central image column with the closed form.
+
+    Along the column x = 0 the camera ray hits the sphere at a known point; there the project's
+    BRDF gives red = I/d^2 rho_d(y)/pi c * diffuse_factor(c) and blue = I/d^2 rho_s D G1^2 /
+    (4 c) (GGX). Returns the number of rows checked.
+    """
     from ironrender.export import writers
 
+    mi = _mitsuba()
     size, spp, sub = 63, 64, 8
-    scene = mi.load_file(str(exported.scene), width=size, height=size, spp=spp)
+    scene = mi.load_file(str(scene_file), width=size, height=size, spp=spp)
     image = np.asarray(mi.render(scene), dtype=np.float64)
     assert np.isfinite(image).all() and image.max() > 0
 
@@ -296,11 +302,12 @@ def test_mitsuba_scene_renders_the_ggx_model(exported):
         t = -b - np.sqrt(disc)
         hit = eye + t[:, None] * directions
         cosine = np.sum(hit / SPHERE_RADIUS * -directions, axis=1)
-        if cosine.min() < 0.5:
+        if cosine.min() < min_cosine:
             continue
         irradiance = LIGHT / t**2
         albedo = graded_materials(torch.as_tensor(hit, dtype=torch.float32), None)
         red = irradiance * albedo["diffuse_albedo"][:, 0].numpy() / np.pi * cosine
+        red = red * diffuse_factor(cosine)
         tan2 = (1 - cosine**2) / cosine**2
         ggx_d = 1 / (np.pi * ALPHA**2 * (cosine**2 + (1 - cosine**2) / ALPHA**2) ** 2)
         g1 = 2 / (1 + np.sqrt(1 + ALPHA**2 * tan2))
@@ -308,7 +315,31 @@ def test_mitsuba_scene_renders_the_ggx_model(exported):
         np.testing.assert_allclose(image[row, column, 0], red.mean(), rtol=0.03, atol=2e-3)
         np.testing.assert_allclose(image[row, column, 2], blue.mean(), rtol=0.05, atol=5e-3)
         checked += 1
-    assert checked > 10
+    return checked
+
+
+def test_mitsuba_scene_renders_the_ggx_model(exported):
+    assert _check_centre_column(exported.scene, lambda c: 1.0, min_cosine=0.5) > 10
+
+
+def test_mitsuba_scene_of_a_burley_run_renders_burley_diffuse(exported, tmp_path):
+    """``diffuse_model="burley"`` swaps the scene's diffuse lobe for principled's, whose
+    co-located value is Burley's closed form (written out here, independently of brdf.py). Down
+    to n.v = 0.2, where Burley is ~40 % brighter than Lambert, so the wrong lobe cannot pass."""
+    from ironrender.export.writers import ExportConfig, export_asset
+
+    config = ExportConfig(resolution=64, max_faces=4000, texture_size=256, progress=False)
+    result = export_asset(sphere_sdf, graded_materials, LIGHT, tmp_path, config, "cpu", "burley")
+
+    def burley(c):
+        f = (1 - c) ** 5
+        r = 2 * np.sqrt(ALPHA)
+        return (1 - f / 2) ** 2 + r * (2 * f + f * f * (r - 1))
+
+    assert burley(0.2) > 1.3
+    assert _check_centre_column(result.scene, burley, min_cosine=0.2) > 10
+    with pytest.raises(AssertionError):
+        _check_centre_column(result.scene, lambda c: 1.0, min_cosine=0.2)
 
 
 def test_an_sdf_field_can_be_passed_directly():

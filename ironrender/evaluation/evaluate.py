@@ -151,6 +151,7 @@ class TrainedModel:
     materials_fn: MaterialsFn | None = None
     light_intensity: float | None = None
     stage: str = "stage2"
+    diffuse_model: str = "lambert"  # the diffuse lobe the materials go with (rendering/brdf.py)
     notice: str = ""
 
 
@@ -211,6 +212,7 @@ def _load_stage2_model(
         materials_fn=materials_function(sdf, materials),
         light_intensity=float(materials.light_intensity.detach()),
         stage="stage2",
+        diffuse_model=config.materials.diffuse_model,
     )
 
 
@@ -329,7 +331,13 @@ def export_run(
     if model.materials_fn is None or model.light_intensity is None:
         raise IronError("the model has no materials to export")
     return export_asset(
-        model.sdf, model.materials_fn, model.light_intensity, run_dir / EXPORT_DIR, config, device
+        model.sdf,
+        model.materials_fn,
+        model.light_intensity,
+        run_dir / EXPORT_DIR,
+        config,
+        device,
+        model.diffuse_model,
     )
 
 

@@ -31,7 +31,10 @@ Files written to ``out_dir`` (IRON's names, reference §6, where they exist):
   Mitsuba's separable Smith G and GGX D are the project's. A point light of the estimated
   intensity sits at the camera (the capture setting); an environment map is a commented-out
   placeholder. The integrator is ``path`` with ``max_depth`` 2 (direct light only, like IRON's
-  single-bounce model); raise it for global illumination.
+  single-bounce model); raise it for global illumination. A run trained with the Burley diffuse
+  lobe (``materials.diffuse_model=burley``) gets ``principled`` (specular 0, roughness =
+  ``perceptual_roughness.exr``) in place of ``diffuse``: exactly that lobe. OBJ/MTL and glTF
+  have no switch for it; glTF viewers' diffuse is Lambert or Burley depending on the viewer.
 * ``light.json``: the estimated flash intensity ``I`` (radiance ``I / d^2``, seed eq. 3).
 """
 
@@ -124,6 +127,7 @@ def export_asset(
     out_dir: str | Path,
     config: ExportConfig | None = None,
     device: torch.device | str = "cpu",
+    diffuse_model: str = "lambert",
 ) -> ExportResult:
     """SDF + materials -> textured mesh files in ``out_dir`` (see the module docstring).
 
@@ -163,7 +167,7 @@ def export_asset(
     )
     done("bake", start)
     start = time.perf_counter()
-    result = write_asset(uv_mesh, baked, light_intensity, out_dir, config)
+    result = write_asset(uv_mesh, baked, light_intensity, out_dir, config, diffuse_model)
     done("write", start)
     steps.close()
     result.timings = timings
@@ -176,8 +180,13 @@ def write_asset(
     light_intensity: float,
     out_dir: str | Path,
     config: ExportConfig | None = None,
+    diffuse_model: str = "lambert",
 ) -> ExportResult:
-    """Write every file of the asset from an unwrapped mesh and its baked maps."""
+    """Write every file of the asset from an unwrapped mesh and its baked maps.
+
+    ``diffuse_model``: the diffuse lobe the materials were fitted with (``lambert`` or
+    ``burley``, :mod:`ironrender.rendering.brdf`); it selects the Mitsuba scene's diffuse BSDF.
+    """
     config = config or ExportConfig()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -191,14 +200,14 @@ def write_asset(
     write_obj(uv_mesh, obj, MTL_NAME)
     atomic_write_text(mtl, mtl_text(maps))
     light = out_dir / LIGHT_NAME
-    atomic_write_text(light, light_json(light_intensity))
+    atomic_write_text(light, light_json(light_intensity, diffuse_model))
     glb = write_glb(uv_mesh, maps, out_dir / GLB_NAME) if config.write_glb else None
     scene = None
     if config.write_mitsuba:
         write_image(out_dir / MITSUBA_DIFFUSE, maps[DIFFUSE] / (1.0 - BLEND_WEIGHT))
         write_image(out_dir / MITSUBA_SPECULAR, maps[SPECULAR] / BLEND_WEIGHT)
         scene = out_dir / SCENE_NAME
-        atomic_write_text(scene, mitsuba_scene_xml(light_intensity))
+        atomic_write_text(scene, mitsuba_scene_xml(light_intensity, diffuse_model))
     return ExportResult(
         out_dir=out_dir,
         obj=obj,
@@ -291,12 +300,13 @@ def mtl_text(maps: dict[str, np.ndarray]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def light_json(light_intensity: float) -> str:
+def light_json(light_intensity: float, diffuse_model: str = "lambert") -> str:
     return (
         json.dumps(
             {
                 "light_intensity": float(light_intensity),
                 "model": "point light co-located with the camera; radiance I / d^2 (seed eq. 3)",
+                "diffuse_model": diffuse_model,
             },
             indent=2,
         )
@@ -331,9 +341,30 @@ def write_glb(uv_mesh: UVMesh, maps: dict[str, np.ndarray], path: Path) -> Path:
     return path
 
 
-def mitsuba_scene_xml(light_intensity: float) -> str:
+def mitsuba_scene_xml(light_intensity: float, diffuse_model: str = "lambert") -> str:
     """Mitsuba 3 scene for the asset; ``$spp``, ``$width``... can be overridden at load time."""
     d = MITSUBA_CAMERA_DISTANCE
+    reflectance = f"""<texture type="bitmap" name="{{name}}">
+                <string name="filename" value="{MITSUBA_DIFFUSE}"/>
+                <string name="wrap_mode" value="clamp"/>
+            </texture>"""
+    if diffuse_model == "burley":
+        diffuse = f"""<bsdf type="principled">
+            {reflectance.format(name="base_color")}
+            <texture type="bitmap" name="roughness">
+                <string name="filename" value="{PERCEPTUAL_ROUGHNESS}.exr"/>
+                <string name="wrap_mode" value="clamp"/>
+                <boolean name="raw" value="true"/>
+            </texture>
+            <float name="specular" value="0"/>
+            <float name="metallic" value="0"/>
+        </bsdf>"""
+    elif diffuse_model == "lambert":
+        diffuse = f"""<bsdf type="diffuse">
+            {reflectance.format(name="reflectance")}
+        </bsdf>"""
+    else:
+        raise IronError(f"unknown diffuse model {diffuse_model!r} (lambert or burley)")
     return f"""<?xml version="1.0" encoding="utf-8"?>
 <!-- ironrender export: f_r = rho_d/pi + rho_s D G / (4 cos_i cos_o) (GGX, F0 = rho_s).
      blendbsdf evaluates (1 - w) f0 + w f1; with w = {BLEND_WEIGHT} the scaled textures sum up.
@@ -379,12 +410,7 @@ def mitsuba_scene_xml(light_intensity: float) -> str:
 
     <bsdf type="blendbsdf" id="{MATERIAL_NAME}">
         <float name="weight" value="{BLEND_WEIGHT}"/>
-        <bsdf type="diffuse">
-            <texture type="bitmap" name="reflectance">
-                <string name="filename" value="{MITSUBA_DIFFUSE}"/>
-                <string name="wrap_mode" value="clamp"/>
-            </texture>
-        </bsdf>
+        {diffuse}
         <bsdf type="roughconductor">
             <string name="material" value="none"/>
             <string name="distribution" value="ggx"/>

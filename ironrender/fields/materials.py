@@ -45,7 +45,7 @@ from ironrender.fields.base import SDFField
 from ironrender.fields.encodings import GridConfig, PositionalEncoding, make_grid_encoding
 from ironrender.fields.radiance import RadianceField
 from ironrender.fields.sdf import MLP
-from ironrender.rendering.brdf import GGXMaterial, shade_flash
+from ironrender.rendering.brdf import DIFFUSE_MODELS, GGXMaterial, shade_flash
 from ironrender.rendering.surface import SurfaceHit
 from ironrender.rendering.surface_renderer import ShadeResult
 
@@ -82,6 +82,14 @@ class MaterialConfig:
     decode_stage1_gamma: bool = True  # albedo = beta^2.2 if stage 1 fit gamma-encoded colour
     light_init: str = "least_squares"  # "least_squares" (from stage 1) or "reference"
     init_light_scale: float = 8.0  # reference: I0 = scale * median(|camera centre|)^2
+    # "lambert" (IRON) or "burley" (Disney diffuse, as Mitsuba's principled; rendering/brdf.py)
+    diffuse_model: str = "lambert"
+
+    def __post_init__(self) -> None:
+        if self.diffuse_model not in DIFFUSE_MODELS:
+            raise ValueError(
+                f"diffuse_model must be one of {DIFFUSE_MODELS}, not {self.diffuse_model!r}"
+            )
 
 
 def paper_material_config() -> MaterialConfig:
@@ -276,7 +284,14 @@ class MaterialShader:
         sample = self.materials(hit.points, hit.normals, hit.features)
         intensity = 1.0 if self.unit_light else sample.light_intensity
         material = GGXMaterial(sample.diffuse_albedo, sample.specular_albedo, sample.roughness)
-        shading = shade_flash(material, hit.normals, hit.points, light_positions, intensity)
+        shading = shade_flash(
+            material,
+            hit.normals,
+            hit.points,
+            light_positions,
+            intensity,
+            self.materials.config.diffuse_model,
+        )
         if len(hit) == 0:
             # No hits: no per-hit extras (the renderer cannot reshape an empty (0, C) map).
             return ShadeResult(shading.radiance, {})

@@ -22,6 +22,16 @@ The project's parameterisation (fixed for the whole team; the synthetic ground t
 * ``alpha`` is the GGX alpha itself (not perceptual roughness; IRON feeds its roughness network
   straight into alpha).
 
+Optional diffuse lobe (``diffuse_model="burley"``, not in IRON): Burley's Disney diffuse, the
+diffuse lobe of Mitsuba's ``principled`` BSDF, Blender's Principled BSDF and most game engines.
+Measured rough surfaces are brighter towards grazing angles than Lambert (retro-reflection).
+At the co-located light ``theta_l = theta_v`` and ``theta_d = 0``, so it reduces to
+
+    rho_d / pi * [(1 - F/2)^2 + R (2 F + F^2 (R - 1))],    F = (1 - c)^5,  R = 2 sqrt(alpha)
+
+(``R = 2 roughness cos^2 theta_d`` with perceptual roughness ``sqrt(alpha)``): 1 at normal
+incidence, up to ``1 + 2R``-ish towards grazing angles for rough surfaces, below 1 for smooth ones.
+
 Radiance leaving the surface towards the camera (seed eqs. 2-3):
 
     L = I / d^2 * f_r * c,      d = |x - o| (distance to the light = camera centre).
@@ -90,17 +100,30 @@ def colocated_brdf_terms(cos_nv: Tensor, alpha: Tensor) -> Tensor:
     return ggx_distribution(c, alpha) * smith_g1(c, alpha) ** 2 / (4.0 * c**2)
 
 
+DIFFUSE_MODELS = ("lambert", "burley")
+
+
+def burley_colocated_factor(cos_nv: Tensor, alpha: Tensor) -> Tensor:
+    """Burley's diffuse relative to Lambert at a co-located light (module docstring), (...)."""
+    c = cos_nv.clamp(COS_EPS, 1.0)
+    f = (1.0 - c) ** 5
+    r = 2.0 * alpha.clamp_min(ALPHA_MIN).sqrt()
+    return (1.0 - 0.5 * f) ** 2 + r * (2.0 * f + f * f * (r - 1.0))
+
+
 def shade_flash(
     material: GGXMaterial,
     normals: Tensor,
     points: Tensor,
     light_positions: Tensor,
     light_intensity: Tensor | float,
+    diffuse_model: str = "lambert",
 ) -> FlashShading:
     """Radiance towards a camera whose centre holds a point light (seed eqs. 2-3).
 
     ``normals`` (..., 3) unit shading normals; ``points`` (..., 3); ``light_positions`` (..., 3)
     the camera centres; ``light_intensity`` a scalar (grey) or (..., 3) radiant intensity ``I``.
+    ``diffuse_model``: ``"lambert"`` (IRON) or ``"burley"`` (module docstring).
     Returns ``I / d^2 * f_r * c`` split into diffuse and specular parts.
     """
     to_light = light_positions - points
@@ -110,5 +133,9 @@ def shade_flash(
     alpha = material.alpha if material.alpha.ndim == c.ndim else material.alpha.unsqueeze(-1)
     irradiance = light_intensity / d2 * c  # I / d^2 * (n . omega_i)
     diffuse = material.diffuse_albedo / math.pi * irradiance
+    if diffuse_model == "burley":
+        diffuse = diffuse * burley_colocated_factor(c, alpha)
+    elif diffuse_model != "lambert":
+        raise ValueError(f"diffuse_model must be one of {DIFFUSE_MODELS}, not {diffuse_model!r}")
     specular = material.specular_albedo * colocated_brdf_terms(c, alpha) * irradiance
     return FlashShading(diffuse=diffuse, specular=specular)
