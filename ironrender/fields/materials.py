@@ -102,6 +102,7 @@ def paper_material_config() -> MaterialConfig:
         mapping="reference",
         decode_stage1_gamma=False,
         light_init="reference",
+        diffuse_model="lambert",
     )
 
 

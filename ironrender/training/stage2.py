@@ -93,7 +93,11 @@ class Stage2Config:
     weights: LossWeights = field(default_factory=LossWeights)
     edges: bool = True  # False: the IDR-style ``--no-edges`` baseline
     eikonal_points: int = 0  # random points per step; 0 = half the patch's pixels (reference)
-    materials: MaterialConfig = field(default_factory=MaterialConfig)
+    # Burley diffuse in `fast` (measured better on the default capture; BENCHMARKS.md), Lambert in
+    # `paper` (IRON's model).
+    materials: MaterialConfig = field(
+        default_factory=lambda: MaterialConfig(diffuse_model="burley")
+    )
     render: SurfaceRenderConfig = field(default_factory=SurfaceRenderConfig)
     edge_step_pixels: float = 0.25  # walk step in pixels at the object; 0 = render.edges as is
     light_init_views: int = 8  # training views rendered for the least-squares light
