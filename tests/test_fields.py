@@ -148,3 +148,35 @@ def test_radiance_accepts_stage2_albedo_call():
     rgb = net(torch.rand(7, 3), normals, -normals, torch.randn(7, 4))
     assert rgb.shape == (7, 3)
     assert bool(((rgb > 0) & (rgb < 1)).all())
+
+
+def test_mlp_skip_works_when_the_input_is_wider_than_the_hidden_layers():
+    """IRON's colour net has 349 inputs and width 256: the skip must still feed the input in.
+
+    (IDR's way, shrinking the layer before the skip to ``hidden - in`` units, would need a
+    negative width; the paper preset crashed on it.)
+    """
+    from ironrender.fields.sdf import MLP
+
+    torch.manual_seed(0)
+    mlp = MLP(in_dim=12, hidden_dim=8, num_hidden=3, out_dim=2, skip_layers=(2,))
+    assert [layer.in_features for layer in mlp.layers] == [12, 8, 8 + 12, 8]
+    inputs = torch.randn(5, 12, requires_grad=True)
+    out = mlp(inputs)
+    assert out.shape == (5, 2)
+    # the skip layer's weights on the re-fed input carry gradient: the input really enters there
+    out.sum().backward()
+    assert mlp.layers[2].weight.grad[:, 8:].abs().sum() > 0
+
+
+def test_paper_preset_networks_build_and_run():
+    from ironrender.fields.radiance import RadianceField
+    from ironrender.training.stage1 import Stage1Model, paper_stage1_config
+
+    model = Stage1Model(paper_stage1_config())
+    assert isinstance(model.radiance, RadianceField)
+    points = torch.rand(4, 3) * 0.5
+    sample = model.sdf.with_gradients(points, create_graph=False)
+    normals = torch.nn.functional.normalize(sample.gradients, dim=-1)
+    color = model.radiance(points, normals, -normals, sample.features)
+    assert color.shape == (4, 3) and bool(torch.isfinite(color).all())

@@ -41,8 +41,11 @@ class MLP(nn.Module):
     """Fully connected layers with optional skip connections (IDR/NeRF style).
 
     ``dims = [in] + [hidden] * num_hidden + [out]``. Before each layer index in ``skip_layers``
-    the network input is concatenated again and the result divided by sqrt(2) (IDR keeps the
-    activation scale); the layer before it outputs ``hidden - in`` units so the width stays.
+    the network input is concatenated again. When the input is narrower than the hidden layers
+    (IDR's SDF net: 39 < 256) the layer before the skip outputs ``hidden - in`` units so the
+    width stays, and the concatenation is divided by sqrt(2) (IDR keeps the activation scale).
+    When it is not (IRON's colour net: 349 inputs, width 256) that is impossible, so the skip
+    layer takes ``hidden + in`` inputs instead (NeRF's skip).
     """
 
     def __init__(
@@ -58,10 +61,15 @@ class MLP(nn.Module):
         self.in_dim = in_dim
         self.skip_layers = tuple(skip_layers)
         dims = [in_dim] + [hidden_dim] * num_hidden + [out_dim]
+        self.narrow_input = in_dim < hidden_dim  # IDR's skip (keep the width) is possible
         self.layers = nn.ModuleList()
         for i in range(len(dims) - 1):
-            width = dims[i + 1] - in_dim if (i + 1) in self.skip_layers else dims[i + 1]
-            self.layers.append(nn.Linear(dims[i], width))
+            fan_in, width = dims[i], dims[i + 1]
+            if self.narrow_input and (i + 1) in self.skip_layers:
+                width -= in_dim
+            if not self.narrow_input and i in self.skip_layers:
+                fan_in += in_dim
+            self.layers.append(nn.Linear(fan_in, width))
         self.activation = activation if activation is not None else nn.ReLU()
 
     def forward(self, inputs: Tensor) -> Tensor:
@@ -69,7 +77,9 @@ class MLP(nn.Module):
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
             if i in self.skip_layers:
-                x = torch.cat([x, inputs], dim=-1) / math.sqrt(2)
+                x = torch.cat([x, inputs], dim=-1)
+                if self.narrow_input:
+                    x = x / math.sqrt(2)
             x = layer(x)
             if i < last:
                 x = self.activation(x)
