@@ -341,27 +341,28 @@ def write_glb(uv_mesh: UVMesh, maps: dict[str, np.ndarray], path: Path) -> Path:
     return path
 
 
+def _bitmap_xml(name: str, filename: str, raw: bool = False) -> str:
+    """A Mitsuba ``bitmap`` texture element (inside a ``bsdf``, indented to sit there)."""
+    raw_line = '\n                <boolean name="raw" value="true"/>' if raw else ""
+    return f"""<texture type="bitmap" name="{name}">
+                <string name="filename" value="{filename}"/>
+                <string name="wrap_mode" value="clamp"/>{raw_line}
+            </texture>"""
+
+
 def mitsuba_scene_xml(light_intensity: float, diffuse_model: str = "lambert") -> str:
     """Mitsuba 3 scene for the asset; ``$spp``, ``$width``... can be overridden at load time."""
     d = MITSUBA_CAMERA_DISTANCE
-    reflectance = f"""<texture type="bitmap" name="{{name}}">
-                <string name="filename" value="{MITSUBA_DIFFUSE}"/>
-                <string name="wrap_mode" value="clamp"/>
-            </texture>"""
     if diffuse_model == "burley":
         diffuse = f"""<bsdf type="principled">
-            {reflectance.format(name="base_color")}
-            <texture type="bitmap" name="roughness">
-                <string name="filename" value="{PERCEPTUAL_ROUGHNESS}.exr"/>
-                <string name="wrap_mode" value="clamp"/>
-                <boolean name="raw" value="true"/>
-            </texture>
+            {_bitmap_xml("base_color", MITSUBA_DIFFUSE)}
+            {_bitmap_xml("roughness", f"{PERCEPTUAL_ROUGHNESS}.exr", raw=True)}
             <float name="specular" value="0"/>
             <float name="metallic" value="0"/>
         </bsdf>"""
     elif diffuse_model == "lambert":
         diffuse = f"""<bsdf type="diffuse">
-            {reflectance.format(name="reflectance")}
+            {_bitmap_xml("reflectance", MITSUBA_DIFFUSE)}
         </bsdf>"""
     else:
         raise IronError(f"unknown diffuse model {diffuse_model!r} (lambert or burley)")
@@ -414,15 +415,8 @@ def mitsuba_scene_xml(light_intensity: float, diffuse_model: str = "lambert") ->
         <bsdf type="roughconductor">
             <string name="material" value="none"/>
             <string name="distribution" value="ggx"/>
-            <texture type="bitmap" name="alpha">
-                <string name="filename" value="{ROUGHNESS}.exr"/>
-                <string name="wrap_mode" value="clamp"/>
-                <boolean name="raw" value="true"/>
-            </texture>
-            <texture type="bitmap" name="specular_reflectance">
-                <string name="filename" value="{MITSUBA_SPECULAR}"/>
-                <string name="wrap_mode" value="clamp"/>
-            </texture>
+            {_bitmap_xml("alpha", f"{ROUGHNESS}.exr", raw=True)}
+            {_bitmap_xml("specular_reflectance", MITSUBA_SPECULAR)}
         </bsdf>
     </bsdf>
 
