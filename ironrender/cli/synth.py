@@ -25,7 +25,7 @@ examples:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ironrender.data.synth import SynthConfig
+    from ironrender.data.synth import BSDFS, SynthConfig
 
     defaults = SynthConfig()
     parser = sub.add_parser(
@@ -87,7 +87,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--bsdf",
-        choices=("principled", "iron"),
+        choices=BSDFS,
         default=defaults.bsdf,
         help="principled: Mitsuba's Disney-style material, which the model only approximates"
         " (default); iron: exactly the model stage 2 fits (Lambert + GGX), to isolate its error",

@@ -84,6 +84,10 @@ EDGE_NORMALIZATION_PERCENTILE = 99.0
 LUMINANCE_WEIGHTS = (0.2126, 0.7152, 0.0722)  # Rec. 709
 
 
+BSDFS = ("principled", "iron")
+"""``SynthConfig.bsdf``: Mitsuba's principled, or exactly stage 2's model (see the field)."""
+
+
 @dataclass
 class SynthConfig:
     """Everything that defines a synthetic capture (saved into ``gt/light.json``)."""
@@ -638,8 +642,8 @@ def _validate(config: SynthConfig) -> None:
         raise IronError(f"resolution {config.resolution} is too small (at least 8)")
     if config.spp < 1 or config.relight_spp < 1:
         raise IronError("samples per pixel must be positive")
-    if config.bsdf not in ("principled", "iron"):
-        raise IronError(f"bsdf must be 'principled' or 'iron', not {config.bsdf!r}")
+    if config.bsdf not in BSDFS:
+        raise IronError(f"bsdf must be one of {BSDFS}, not {config.bsdf!r}")
     if not 0 < config.bounding_radius < 1:
         raise IronError("bounding_radius must lie in (0, 1): the object must fit the unit sphere")
     if config.camera_distance <= 1:

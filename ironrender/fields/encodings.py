@@ -171,6 +171,7 @@ class HashGridEncoding(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         batch_shape = x.shape[:-1]
         unit = ((x.reshape(-1, 3) / self.config.bound + 1) / 2).clamp(0, 1)
+        upper = self.corners.bool()  # per corner and axis: take frac (1) or 1 - frac (0)
         features = []
         for level, table in enumerate(self.tables):
             if level >= self.active_levels:
@@ -181,8 +182,7 @@ class HashGridEncoding(nn.Module):
             frac = scaled - base  # (N, 3), differentiable in x
             vertices = base.long()[:, None, :] + self.corners  # (N, 8, 3)
             rows = self._indices(vertices, level)  # (N, 8)
-            # Trilinear weight of each corner: prod over axes of frac (corner 1) or 1 - frac (0).
-            upper = self.corners.bool()
+            # Trilinear weight of each corner: the product over the three axes.
             weights = torch.where(upper, frac[:, None, :], 1 - frac[:, None, :]).prod(-1)
             values = table[rows.reshape(-1)].reshape(*rows.shape, -1)  # (N, 8, F)
             features.append((weights[..., None] * values).sum(1))

@@ -354,22 +354,21 @@ def make_optimizers(
     factor = config.grid_lr_factor
     sdf_groups = _parameter_groups(sdf.named_parameters(), config.lr_sdf, factor)
     material_groups = _parameter_groups(material_named, config.lr_materials, factor)
-    optimizers = {
+    return {
         "sdf": torch.optim.Adam(sdf_groups, fused=True),
         "materials": torch.optim.Adam(material_groups, fused=True),
         "light": torch.optim.Adam([materials.log_light], lr=config.lr_light, fused=True),
     }
-    for optimizer in optimizers.values():
-        for group in optimizer.param_groups:
-            group["base_lr"] = group["lr"]
-    return optimizers
 
 
 def set_learning_rates(optimizers: dict[str, torch.optim.Optimizer], factor: float) -> None:
-    """Every group at ``base_lr * factor`` (the schedule is a pure function of the iteration)."""
+    """Every group at ``base_lr * factor`` (the schedule is a pure function of the iteration).
+
+    ``base_lr`` is the group's rate when first scheduled (the configured one, since the schedule
+    runs from the first step); it travels in the optimiser's state, so a resumed run keeps it.
+    """
     for optimizer in optimizers.values():
         for group in optimizer.param_groups:
-            # setdefault: checkpoints written before schedules existed ran at constant rates
             group["lr"] = group.setdefault("base_lr", group["lr"]) * factor
 
 
