@@ -1,6 +1,7 @@
 """``iron synth``: Mitsuba's captures checked against our cameras and independent physics.
 
-Budget: about 30-40 s (one 64x64 scene of 8 + 4 views rendered once at module scope).
+Budget: about 30-40 s (one 64x64 scene of 8 + 4 views rendered once at module scope), plus a
+few seconds for two tiny captures with a room and a support plane.
 Mitsuba is the renderer under test only as far as our *use* of it goes: silhouettes are checked
 against the GT mesh projected with our ``Cameras.project``, radiance against the co-located
 BRDF evaluated here from the GT maps (after checking that formula against Mitsuba's own
@@ -98,7 +99,7 @@ def test_dataset_passes_check_and_loads(scene: Path) -> None:
     assert load_split(scene, "train", linear=True).hdr
 
 
-def test_silhouette_matches_gt_mesh_projected_by_our_cameras(scene: Path) -> None:
+def _check_masks_match_projected_mesh(scene: Path, resolution: int) -> None:
     """Mitsuba's coverage >= 1/2 equals the pixels whose centre our projection covers."""
     mesh = _read_obj(scene / "gt" / "mesh.obj")
     vertices = torch.from_numpy(mesh["v"]).float()
@@ -111,12 +112,16 @@ def test_silhouette_matches_gt_mesh_projected_by_our_cameras(scene: Path) -> Non
             assert (z > 0).all()
             rendered = _mask(scene, split, name) >= 0.5
             for k, shift in enumerate(shifts):
-                ours = _rasterize(uv.double().numpy() + shift, mesh["f"], RESOLUTION, RESOLUTION)
+                ours = _rasterize(uv.double().numpy() + shift, mesh["f"], resolution, resolution)
                 totals[k] += [(ours & rendered).sum(), (ours | rendered).sum()]
                 if k == 0:
                     assert _iou(ours, rendered) > IOU_MIN, f"{split}/{name}"
     iou = totals[:, 0] / totals[:, 1]
     assert (iou[0] > iou[1:]).all(), iou  # half a pixel off in any direction is worse
+
+
+def test_silhouette_matches_gt_mesh_projected_by_our_cameras(scene: Path) -> None:
+    _check_masks_match_projected_mesh(scene, RESOLUTION)
 
 
 def test_images_lit_centred_unclipped_black_background(scene: Path) -> None:
@@ -355,6 +360,131 @@ def test_relit_views_and_envmap_layout(scene: Path) -> None:
         si.wi = mi.Vector3f(*towards_scene)
         expected = np.array(emitter.eval(si)).reshape(3, -1).T
     np.testing.assert_allclose(ours, expected, rtol=1e-4, atol=1e-5)
+
+
+# ------------------------------------------------------------------------------ room, support
+NUISANCE_RESOLUTION = 48
+# 8-bit gamma values. At 128x128 the room's walls measure a median of about 27 and the table
+# (albedo 0.35) about 80 (5th percentile 53); far below either means the feature is missing.
+DARK_BUT_NOT_BLACK = (8, 60)
+PLANE_MIN = 20
+RING_RADIUS = 1.2  # on the plane, outside the object's bounding sphere, inside the table
+
+
+def _nuisance_capture(tmp_path_factory, name: str, **options) -> Path:
+    config = SynthConfig(
+        views=4, test_views=2, resolution=NUISANCE_RESOLUTION, spp=16, relight=False, **options
+    )
+    return synthesize(config, tmp_path_factory.mktemp(name) / "capture", progress=False)
+
+
+@pytest.fixture(scope="module")
+def room_scene(tmp_path_factory) -> Path:
+    return _nuisance_capture(tmp_path_factory, "room", room="dim")
+
+
+@pytest.fixture(scope="module")
+def plane_scene(tmp_path_factory) -> Path:
+    return _nuisance_capture(tmp_path_factory, "plane", support_plane=True)
+
+
+def _views(scene: Path):
+    """(split, index, name, cameras, 8-bit gamma image's max channel) of every view."""
+    for split in ("train", "test"):
+        data = load_split(scene, split)
+        for i, name in enumerate(data.names):
+            image = np.asarray(Image.open(scene / split / "image" / name), dtype=np.float64)
+            yield split, i, name, data.cameras, image.max(-1)
+
+
+def _cameras(scene: Path):
+    return [load_split(scene, split).cameras for split in ("train", "test")]
+
+
+def _border(image: np.ndarray) -> np.ndarray:
+    return np.concatenate([image[0], image[-1], image[1:-1, 0], image[1:-1, -1]])
+
+
+def test_dim_room_lights_the_background_default_keeps_it_black(scene: Path, room_scene: Path):
+    for *_, image in _views(scene):
+        assert (_border(image) == 0).all()
+    low, high = DARK_BUT_NOT_BLACK
+    for split, _, name, _, image in _views(room_scene):
+        border = _border(image)
+        assert (border > 0).all(), f"{split}/{name}"
+        assert low < np.median(border) < high, (split, name, np.median(border))
+        assert border.std() > 1.0  # textured walls: the background has structure
+    room = json.loads((room_scene / "gt" / "light.json").read_text())["scene"]["room"]
+    cameras = np.concatenate([c.centers.double().numpy() for c in _cameras(room_scene)])
+    bounds = np.asarray(room["bounds"])
+    assert ((cameras > bounds[:, 0]) & (cameras < bounds[:, 1])).all()
+    assert np.abs(bounds).min() > 2 * np.linalg.norm(cameras, axis=1).max()  # far: dim
+
+
+def test_support_plane_under_the_object_cameras_above_it(plane_scene: Path) -> None:
+    info = json.loads((plane_scene / "gt" / "light.json").read_text())["scene"]
+    up = np.asarray(info["up"])
+    assert up.tolist() == [0.0, 1.0, 0.0]
+    height = info["support_plane"]["height"]
+    lowest = (_read_obj(plane_scene / "gt" / "mesh.obj")["v"] @ up).min()
+    assert height < lowest < height + 1e-3  # touching the object's lowest point
+    for cameras in _cameras(plane_scene):
+        centres = cameras.centers.double().numpy()
+        assert (centres @ up > height).all()
+        elevation = np.degrees(np.arcsin(centres @ up / np.linalg.norm(centres, axis=-1)))
+        assert elevation.min() >= info["min_camera_elevation_degrees"] - 1e-6
+    angles = np.linspace(0, 2 * math.pi, 64, endpoint=False)
+    ring = np.stack(
+        [RING_RADIUS * np.cos(angles), np.full(64, height), RING_RADIUS * np.sin(angles)]
+    )
+    ring = torch.from_numpy(ring.T).float()
+    for split, i, name, cameras, image in _views(plane_scene):
+        coverage = _mask(plane_scene, split, name)
+        near_object = coverage > 0
+        for axis in (0, 1):  # one pixel of margin: footprints mixing object and plane
+            near_object = (
+                near_object | np.roll(near_object, 1, axis) | np.roll(near_object, -1, axis)
+            )
+        # the plane around the object: its projected ring, where the object does not hide it
+        uv, _ = cameras.project(ring, i)
+        px, py = np.floor(uv.double().numpy()).astype(int).T
+        inside = (px >= 0) & (px < NUISANCE_RESOLUTION) & (py >= 0) & (py < NUISANCE_RESOLUTION)
+        px, py = px[inside], py[inside]
+        visible = ~near_object[py, px]
+        assert visible.sum() >= 8, f"{split}/{name}"
+        assert (image[py[visible], px[visible]] >= PLANE_MIN).all(), f"{split}/{name}"
+        # just below the object in the image: the first pixels clear of it show the table
+        rows, cols = np.nonzero(coverage >= 0.5)
+        column = int(np.median(cols[rows == rows.max()]))
+        below = np.nonzero(~near_object[rows.max() :, column])[0][:2] + rows.max()
+        assert len(below) > 0 and (image[below, column] >= PLANE_MIN).all(), f"{split}/{name}"
+
+
+@pytest.mark.parametrize("capture", ["room_scene", "plane_scene"])
+def test_masks_are_the_object_alone(capture: str, request) -> None:
+    """The walls and the table cover every pixel the object does not; the masks must not."""
+    _check_masks_match_projected_mesh(request.getfixturevalue(capture), NUISANCE_RESOLUTION)
+
+
+def test_cameras_above_min_elevation_cover_the_cap() -> None:
+    train, test = sample_poses(150, 50, 3.0, seed=0, min_elevation=15.0)
+    centres = torch.cat([train, test]).inverse()[:, :3, 3].numpy()
+    elevation = np.degrees(np.arcsin(centres[:, 1] / 3.0))
+    assert elevation.min() >= 15.0 - 1e-9 and elevation.max() > 80.0
+    middle = np.degrees(np.arcsin((math.sin(math.radians(15.0)) + 1) / 2))  # halves the area
+    assert abs((elevation > middle).mean() - 0.5) < 0.05
+    azimuth = np.arctan2(centres[:, 2], centres[:, 0])
+    assert np.histogram(azimuth, bins=8, range=(-math.pi, math.pi))[0].min() > 10
+    other, _ = sample_poses(150, 50, 3.0, seed=1, min_elevation=15.0)
+    assert (other - train).abs().max() > 0.1
+
+
+def test_nuisance_options_are_validated(tmp_path: Path) -> None:
+    bad = [{"room": "bright"}, {"support_albedo": 0.9}, {"min_elevation": 90.0}]
+    for options in bad:
+        with pytest.raises(IronError):
+            synthesize(SynthConfig(**options), tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
 
 
 # ------------------------------------------------------------------------------ backend, CLI

@@ -10,6 +10,11 @@ Render a synthetic IRON dataset with Mitsuba 3: a textured mesh (default: the pu
 roughness, specular level -> F0 = 0.08 * specular), lit only by a point light at each camera
 centre (a co-located flash), black background.
 
+Real captures are not that clean; two options add their nuisances, the ground truth staying the
+object's (gt/ mesh, maps and masks describe the object only; relit views show it alone):
+--room dim puts the scene in a box room of textured walls lit only by the flash (dim, not
+black), --support-plane stands the object on a textured table top (cameras then stay above it).
+
 Writes OUT/train and OUT/test (gamma-2.2 PNG + linear EXR twin, cam_dict_norm.json) and OUT/gt:
 mesh.obj (normalized into the unit sphere, with UVs), diffuse_albedo.exr/.png,
 specular_albedo.exr (F0), roughness.exr (GGX alpha = perceptual^2), light.json (light
@@ -21,11 +26,13 @@ EPILOG = """\
 examples:
   iron synth data/spot                      # default capture: 64+16 views at 128x128
   iron synth data/bunny --mesh bunny.obj --texture bunny.png --views 100 --resolution 256
+  iron synth data/spot_room --room dim --support-plane            # realistic nuisances
+  iron synth data/spot_cloth --support-plane --support-albedo 0.04  # on a black cloth
 """
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ironrender.data.synth import BSDFS, SynthConfig
+    from ironrender.data.synth import BSDFS, ROOMS, SUPPORT_HALF_SIZE, SynthConfig
 
     defaults = SynthConfig()
     parser = sub.add_parser(
@@ -93,6 +100,35 @@ def register(sub: argparse._SubParsersAction) -> None:
         " (default); iron: exactly the model stage 2 fits (Lambert + GGX), to isolate its error",
     )
     parser.add_argument(
+        "--room",
+        choices=ROOMS,
+        default=defaults.room,
+        help="none: black background (default); dim: a box room of textured diffuse walls"
+        " (albedo 0.3-0.6) 2.6-4.2 camera distances from the object, lit only by the flash, so the"
+        " background is dim but not black and varies across views",
+    )
+    parser.add_argument(
+        "--support-plane",
+        action="store_true",
+        help="stand the object on a horizontal textured diffuse square (a table top, half-size"
+        f" {SUPPORT_HALF_SIZE}, reaching beyond the unit sphere) touching its lowest point"
+        " along +Y; cameras are then sampled above --min-elevation only",
+    )
+    parser.add_argument(
+        "--support-albedo",
+        type=float,
+        default=defaults.support_albedo,
+        help="mean diffuse albedo of the support plane (default %(default)s: a table;"
+        " 0.04: a black cloth)",
+    )
+    parser.add_argument(
+        "--min-elevation",
+        type=float,
+        default=defaults.min_elevation,
+        help="with --support-plane, the lowest camera elevation in degrees above the horizontal"
+        " through the object's centre (default %(default)s)",
+    )
+    parser.add_argument(
         "--force", action="store_true", help="replace OUT/train, OUT/test and OUT/gt if present"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -119,6 +155,10 @@ def run(args: argparse.Namespace) -> int:
         exposure=args.exposure,
         specular=args.specular,
         bsdf=args.bsdf,
+        room=args.room,
+        support_plane=args.support_plane,
+        support_albedo=args.support_albedo,
+        min_elevation=args.min_elevation,
     )
     out = synthesize(config, args.out, progress=not args.quiet, overwrite=args.force)
     light = json.loads((Path(out) / "gt" / "light.json").read_text())

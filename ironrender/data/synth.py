@@ -9,9 +9,10 @@ physics we did not write. The capture follows IRON's setting (Sec. 3 of the pape
 * **Material**: Mitsuba's ``principled`` BSDF, metallic 0, ``base_color`` = the texture (linear),
   spatially varying perceptual ``roughness`` (a given map, else one derived from the texture),
   ``specular`` level s (F0 = 0.08 s; s = 0.5 gives F0 = 0.04).
-* **Light**: one ``point`` emitter at each camera centre, nothing else, black background.
-  Integrator ``direct`` with emitter samples only: single-bounce light transport, exactly the
-  image formation IRON models (Eq. 8 of the paper, no interreflection),
+* **Light**: one ``point`` emitter at each camera centre, nothing else, black background
+  (unless a room is asked for, below). Integrator ``direct`` with emitter samples only:
+  single-bounce light transport, exactly the image formation IRON models (Eq. 8 of the
+  paper, no interreflection),
 
       L(x -> camera) = (I / d^2) * f_r(x; v, v) * (n . v),      d = |x - camera centre|.
 
@@ -37,6 +38,22 @@ grazing angles (about +17 % at c = 0.3 for roughness 0.5); ``light.json`` repeat
 Relit test views use a procedural HDR environment map (``gt/envmap.exr``, Mitsuba's lat-long
 layout: :mod:`ironrender.data.envmap`) with the ``direct`` integrator (shadows, no
 interreflection) and the emitter hidden (black background).
+
+Nuisances of real captures (off by default; the default capture is unchanged by this code):
+
+* ``room="dim"``: an off-centre box room of textured diffuse walls (albedo 0.3-0.6) enclosing
+  every camera, 2.6-4.2 camera distances from the origin. Only the flash lights it, so the
+  1/d^2 falloff makes it dim but not black, and its pattern varies across views and pixels.
+* ``support_plane``: a horizontal square of textured diffuse albedo ``support_albedo`` (a
+  table; 0.04 is a black cloth), half-size 1.75 (beyond the unit sphere), touching the object's
+  lowest point along ``WORLD_UP``. Cameras are then sampled only above ``min_elevation``
+  degrees (seen from the origin), so every camera is above the plane.
+
+Ground truth stays the object's: ``gt/mesh.obj``, the material maps, the masks (the object's
+footprint coverage; a separate coverage pass of the object alone, which equals "the object is
+the first surface hit" because neither the plane nor the room can lie between a camera and the
+object: checked) and the relit views (the object alone). ``gt/light.json`` records the up axis,
+the room and the plane under ``scene``.
 """
 
 from __future__ import annotations
@@ -87,6 +104,34 @@ LUMINANCE_WEIGHTS = (0.2126, 0.7152, 0.0722)  # Rec. 709
 BSDFS = ("principled", "iron")
 """``SynthConfig.bsdf``: Mitsuba's principled, or exactly stage 2's model (see the field)."""
 
+ROOMS = ("none", "dim")
+"""``SynthConfig.room``: black background, or a dim box room lit only by the flash."""
+
+# The dim room: an axis-aligned box, bounds per axis (x, y, z) in camera distances. Off-centre,
+# so that walls behind the object lie at different distances (about 3.6-5.2 camera distances
+# from the camera looking at them) and the background brightness differs between views. At
+# these distances the walls of a default-sized capture have a median of about 27/255 in the
+# gamma PNGs (per view 20-37): dark, not black.
+ROOM_BOUNDS = ((-3.0, 4.2), (-2.6, 3.4), (-3.8, 3.0))
+ROOM_ALBEDO_RANGE = (0.3, 0.6)
+ROOM_TEXTURE_SIZE = 384  # texels per wall; a wall spans about 15-18 units
+ROOM_TILE_PERIOD = 32  # texels between the darker grout lines of the wall tiles (about 1.3 units)
+ROOM_GROUT_WIDTH = 2  # texels
+ROOM_GROUT_SHADE = 0.35  # albedo factor of the pattern on grout lines
+ROOM_NOISE_SIGMAS = (24.0, 6.0, 1.5)  # texels: blotches, smaller stains, fine grain
+ROOM_TINT_RANGE = (0.8, 1.0)  # per-wall, per-channel factor of the pattern: faintly coloured
+# The support: a square table top reaching beyond the unit sphere on every side.
+SUPPORT_HALF_SIZE = 1.75
+# The plane sits this far below the lowest vertex, so no triangle of the object (a flat hoof)
+# coincides with it, where floating-point round-off would decide which surface is hit.
+SUPPORT_GAP = 1e-4
+SUPPORT_TEXTURE_SIZE = 256
+SUPPORT_PLANKS = 6  # boards across the table
+SUPPORT_CONTRAST = 0.3  # table albedo spans support_albedo * (1 +- contrast), mean ~ the albedo
+SUPPORT_GRAIN_SIGMAS = ((0.8, 12.0), (2.0, 40.0))  # texels (across, along the boards)
+# Distinct random streams for the nuisance textures (never shared with cameras or samplers).
+ROOM_STREAM, SUPPORT_STREAM = 1, 2
+
 
 @dataclass
 class SynthConfig:
@@ -120,6 +165,13 @@ class SynthConfig:
     roughness_range: tuple[float, float] = (0.3, 0.8)  # perceptual, procedural map only
     sky: SkyConfig = field(default_factory=SkyConfig)
     prefer_fast_variant: bool = True
+    # Nuisances of real captures (module docstring); ground truth stays the object's.
+    room: str = "none"  # "dim": textured walls lit only by the flash, dim but not black
+    support_plane: bool = False  # a textured table top touching the object's lowest point
+    support_albedo: float = 0.35  # its mean diffuse albedo (0.04: a black cloth)
+    # With a support plane, cameras lie at least this high (degrees above the horizontal plane
+    # through the origin, so higher still over the plane itself, which lies below the origin).
+    min_elevation: float = 10.0
 
 
 @dataclass
@@ -257,13 +309,22 @@ def procedural_roughness(base_color: np.ndarray, low: float, high: float) -> np.
 
 # --------------------------------------------------------------------------------- cameras
 def sample_poses(
-    n_train: int, n_test: int, distance: float, seed: int
+    n_train: int,
+    n_test: int,
+    distance: float,
+    seed: int,
+    min_elevation: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Disjoint train and test world-to-camera matrices (float64) looking at the origin.
 
     A Fibonacci lattice of ``n_train + n_test`` directions (even coverage), rotated by a random
     rotation drawn from ``seed``; a seeded random subset is the test set, so test views lie
     between training views. The image's up is world +Y (+Z for views along +-Y).
+
+    ``min_elevation`` (degrees) restricts the lattice to the cap of directions at least that
+    far above the horizontal plane (normal ``WORLD_UP``), evenly in area (heights uniform), and
+    the random rotation to one about the up axis, so the cap stays above: a capture of an
+    object on a table. None keeps the whole sphere (and the exact poses of earlier versions).
     """
     import torch
     from scipy.spatial.transform import Rotation
@@ -272,12 +333,21 @@ def sample_poses(
 
     n = n_train + n_test
     k = np.arange(n) + 0.5
-    z = 1.0 - 2.0 * k / n
     phi = math.pi * (3.0 - math.sqrt(5.0)) * k  # golden angle
-    r = np.sqrt(1.0 - z**2)
-    points = np.stack([r * np.cos(phi), r * np.sin(phi), z], axis=-1)
     rng = np.random.default_rng(seed)
-    points = Rotation.random(random_state=rng).apply(points)
+    if min_elevation is None:
+        z = 1.0 - 2.0 * k / n
+        r = np.sqrt(1.0 - z**2)
+        points = np.stack([r * np.cos(phi), r * np.sin(phi), z], axis=-1)
+        points = Rotation.random(random_state=rng).apply(points)
+    else:
+        up = np.asarray(WORLD_UP)
+        lowest = math.sin(math.radians(min_elevation))
+        height = 1.0 - (1.0 - lowest) * k / n  # uniform in height = uniform in area on the cap
+        r = np.sqrt(1.0 - height**2)
+        across = np.stack([np.cos(phi), np.zeros(n), np.sin(phi)], axis=-1)  # horizontal: +Y up
+        points = r[:, None] * across + height[:, None] * up
+        points = Rotation.from_rotvec(rng.uniform(0.0, 2.0 * math.pi) * up).apply(points)
     order = rng.permutation(n)
     test_index, train_index = np.sort(order[:n_test]), np.sort(order[n_test:])
 
@@ -315,6 +385,156 @@ def cameras_from_poses(w2c: torch.Tensor, resolution: int, fov_degrees: float) -
     K = intrinsics_from_fov(resolution, resolution, fov_degrees).to(torch.float64)
     sizes = torch.tensor([[resolution, resolution]]).expand(len(w2c), 2).clone()
     return Cameras(K.expand(len(w2c), 3, 3).clone(), w2c, sizes)
+
+
+# --------------------------------------------------------------------------------- nuisances
+def smooth_noise(rng: np.random.Generator, size: int, sigmas) -> np.ndarray:
+    """Tileable multi-scale noise (size, size) in [0, 1].
+
+    White noise blurred (wrapping around, so the texture repeats without seams) at each scale
+    in ``sigmas`` (texels, a number or a (rows, columns) pair for streaks), each layer weighted
+    equally by its standard deviation, then stretched to [0, 1].
+    """
+    from scipy.ndimage import gaussian_filter
+
+    total = np.zeros((size, size))
+    for sigma in sigmas:
+        layer = gaussian_filter(rng.standard_normal((size, size)), sigma, mode="wrap")
+        total += layer / layer.std()
+    return (total - total.min()) / (total.max() - total.min())
+
+
+def wall_texture(rng: np.random.Generator) -> np.ndarray:
+    """A wall's linear albedo (H, W, 3) in ``ROOM_ALBEDO_RANGE``: stained tiles, faintly tinted.
+
+    Structure at several scales (tiles, blotches, grain), so that the background differs
+    between neighbouring pixels and views as a real room's does.
+    """
+    low, high = ROOM_ALBEDO_RANGE
+    noise = smooth_noise(rng, ROOM_TEXTURE_SIZE, ROOM_NOISE_SIGMAS)
+    grout_1d = np.arange(ROOM_TEXTURE_SIZE) % ROOM_TILE_PERIOD < ROOM_GROUT_WIDTH
+    grout = grout_1d[:, None] | grout_1d[None, :]
+    pattern = np.where(grout, ROOM_GROUT_SHADE * noise, noise)
+    tint = rng.uniform(*ROOM_TINT_RANGE, size=3)
+    return (low + (high - low) * pattern[..., None] * tint).astype(np.float32)
+
+
+def support_texture(rng: np.random.Generator, albedo: float) -> np.ndarray:
+    """A table top's linear albedo (H, W, 3), grey boards with grain, mean about ``albedo``."""
+    size = SUPPORT_TEXTURE_SIZE
+    grain = smooth_noise(rng, size, SUPPORT_GRAIN_SIGMAS)  # streaks along the rows
+    board = (np.arange(size) * SUPPORT_PLANKS) // size
+    board_shade = rng.uniform(0.0, 1.0, SUPPORT_PLANKS)[board][:, None]
+    pattern = 0.6 * grain + 0.4 * board_shade
+    gap = np.arange(size) % (size // SUPPORT_PLANKS) < 2
+    pattern[gap] = 0.0  # the dark joints between boards
+    values = albedo * (1.0 + SUPPORT_CONTRAST * (2.0 * pattern - 1.0))
+    return np.repeat(values[..., None], 3, axis=-1).astype(np.float32)
+
+
+def rectangle_to_world(center, axis_u, axis_v, half_u: float, half_v: float) -> np.ndarray:
+    """4x4 ``to_world`` of Mitsuba's ``rectangle`` ([-1, 1]^2 at z = 0, normal +z, uv [0, 1]^2).
+
+    Local x goes along ``axis_u``, y along ``axis_v``; the normal is ``axis_u x axis_v``.
+    """
+    u, v = np.asarray(axis_u, dtype=np.float64), np.asarray(axis_v, dtype=np.float64)
+    m = np.eye(4)
+    m[:3, 0], m[:3, 1], m[:3, 2], m[:3, 3] = half_u * u, half_v * v, np.cross(u, v), center
+    return m
+
+
+def room_walls(bounds: np.ndarray) -> list[np.ndarray]:
+    """``rectangle_to_world`` of the six faces of the box ``bounds`` (3, 2), normals inward."""
+    axes, half, walls = np.eye(3), (bounds[:, 1] - bounds[:, 0]) / 2, []
+    for a in range(3):
+        b, c = (a + 1) % 3, (a + 2) % 3
+        # e_b x e_c = +e_a points inward from the low face, e_c x e_b = -e_a from the high one
+        for side, (u, v) in ((0, (b, c)), (1, (c, b))):
+            center = bounds.mean(axis=1)
+            center[a] = bounds[a, side]
+            walls.append(rectangle_to_world(center, axes[u], axes[v], half[u], half[v]))
+    return walls
+
+
+def support_height(mesh: TexturedMesh) -> float:
+    """Height (along ``WORLD_UP``) of the support plane: just below the object's lowest point."""
+    return float((mesh.vertices @ np.asarray(WORLD_UP)).min()) - SUPPORT_GAP
+
+
+def support_to_world(height: float) -> np.ndarray:
+    """The support square, centred under the origin, normal +Y (``WORLD_UP``)."""
+    z, x = np.array([0.0, 0.0, 1.0]), np.array([1.0, 0.0, 0.0])  # z x x = +Y
+    half = SUPPORT_HALF_SIZE
+    return rectangle_to_world(height * np.asarray(WORLD_UP), z, x, half, half)
+
+
+def _diffuse_rectangle(mi, to_world: np.ndarray, albedo: np.ndarray) -> dict:
+    # Two-sided: which side a rectangle faces then cannot blacken it (diffuse is one-sided).
+    texture = {"type": "bitmap", "bitmap": mi.Bitmap(albedo), "raw": True}
+    return {
+        "type": "rectangle",
+        "to_world": mi.ScalarTransform4f(to_world.tolist()),
+        "bsdf": {"type": "twosided", "material": {"type": "diffuse", "reflectance": texture}},
+    }
+
+
+def nuisance_shapes(mi, config: SynthConfig, mesh: TexturedMesh) -> tuple[dict, dict]:
+    """Mitsuba shapes of the room and support asked for, and their description for ``gt/``.
+
+    Textures are drawn from ``config.seed`` (streams of their own: cameras and samplers do
+    not move when a nuisance is switched on).
+    """
+    shapes: dict = {}
+    info: dict = {
+        "up": list(WORLD_UP),
+        "room": None,
+        "support_plane": None,
+        "min_camera_elevation_degrees": None,
+    }
+    if config.room == "dim":
+        rng = np.random.default_rng([config.seed, ROOM_STREAM])
+        bounds = config.camera_distance * np.asarray(ROOM_BOUNDS)
+        for i, to_world in enumerate(room_walls(bounds)):
+            shapes[f"room_wall_{i}"] = _diffuse_rectangle(mi, to_world, wall_texture(rng))
+        info["room"] = {
+            "kind": "dim",
+            "bounds": bounds.tolist(),
+            "albedo_range": list(ROOM_ALBEDO_RANGE),
+            "note": "axis-aligned box of textured diffuse walls, lit by the flash only",
+        }
+    if config.support_plane:
+        rng = np.random.default_rng([config.seed, SUPPORT_STREAM])
+        height = support_height(mesh)
+        texture = support_texture(rng, config.support_albedo)
+        shapes["support"] = _diffuse_rectangle(mi, support_to_world(height), texture)
+        info["support_plane"] = {
+            "height": height,
+            "normal": list(WORLD_UP),
+            "shape": "square",
+            "half_size": SUPPORT_HALF_SIZE,
+            "albedo": config.support_albedo,
+            "albedo_range": [float(texture.min()), float(texture.max())],
+            "note": "points x with dot(x, up) = height; the object touches it from above",
+        }
+        info["min_camera_elevation_degrees"] = config.min_elevation
+    return shapes, info
+
+
+def check_nuisances_cannot_occlude(centers: np.ndarray, info: dict) -> None:
+    """Fail unless every camera is above the support plane and inside the room.
+
+    Then neither can come between a camera and the object (the object lies above the plane
+    and inside the room, both convex), so the object's coverage in a render of the object
+    alone is exactly its coverage as the first visible surface: the ground-truth masks.
+    """
+    plane = info["support_plane"]
+    if plane is not None and not (centers @ np.asarray(info["up"]) > plane["height"]).all():
+        raise IronError("a camera lies below the support plane; raise min_elevation")
+    room = info["room"]
+    if room is not None:
+        bounds = np.asarray(room["bounds"])
+        if not ((centers > bounds[:, 0]) & (centers < bounds[:, 1])).all():
+            raise IronError("a camera lies outside the room")
 
 
 # --------------------------------------------------------------------------------- writing
@@ -386,7 +606,14 @@ def _bsdf(mi, materials: Materials, kind: str = "principled") -> dict:
 
 
 def _scene(
-    mi, mesh_file: Path, materials: Materials, sensor: dict, emitter: dict, integrator, bsdf: str
+    mi,
+    mesh_file: Path,
+    materials: Materials,
+    sensor: dict,
+    emitter: dict,
+    integrator,
+    bsdf: str,
+    extra_shapes: dict | None = None,
 ):
     return mi.load_dict(
         {
@@ -399,11 +626,12 @@ def _scene(
                 "filename": str(mesh_file),
                 "bsdf": _bsdf(mi, materials, bsdf),
             },
+            **(extra_shapes or {}),
         }
     )
 
 
-def _render_views(mi, scene, cameras: Cameras, seeds: list[int], move_light: bool, bar):
+def _render_views(mi, scene, cameras: Cameras, seeds: list[int], move_light: bool, bar=None):
     """Render every camera by moving the scene's sensor (and the point light onto it)."""
     from ironrender.data.mitsuba_backend import horizontal_fov_degrees, mitsuba_to_world
 
@@ -419,7 +647,8 @@ def _render_views(mi, scene, cameras: Cameras, seeds: list[int], move_light: boo
             params["light.position"] = mi.Point3f(*(float(x) for x in c2w[i, :3, 3]))
         params.update()
         out.append(np.array(mi.render(scene, seed=seed), dtype=np.float32))
-        bar.update(1)
+        if bar is not None:
+            bar.update(1)
     return np.stack(out)
 
 
@@ -475,8 +704,9 @@ def synthesize(
     _write_mtl(gt / "mesh.mtl", "diffuse_albedo.png")
     _write_materials(gt, materials)
 
+    min_elevation = config.min_elevation if config.support_plane else None
     train_w2c, test_w2c = sample_poses(
-        config.views, config.test_views, config.camera_distance, config.seed
+        config.views, config.test_views, config.camera_distance, config.seed, min_elevation
     )
     all_w2c = torch.cat([train_w2c, test_w2c])
     fov = fit_field_of_view(mesh.vertices, all_w2c, config.frame_fill)
@@ -497,23 +727,46 @@ def synthesize(
     point = {"type": "point", "position": [0.0, 0.0, 0.0], "intensity": {"type": "uniform",
              "value": RENDER_INTENSITY}}  # fmt: skip
     direct_flash = {"type": "direct", "emitter_samples": 1, "bsdf_samples": 0}
-    scene = _scene(mi, gt / "mesh.obj", materials, flash_sensor, point, direct_flash, config.bsdf)
+    nuisances, scene_info = nuisance_shapes(mi, config, mesh)
+    check_nuisances_cannot_occlude(torch.cat([train.centers, test.centers]).numpy(), scene_info)
+    scene = _scene(
+        mi, gt / "mesh.obj", materials, flash_sensor, point, direct_flash, config.bsdf, nuisances
+    )
     t_flash = time.perf_counter()
-    train_rgba = _render_views(mi, scene, train, [seed0 + i for i in range(len(train))], True, bar)
+    train_seeds = [seed0 + i for i in range(len(train))]
     test_seeds = [seed0 + len(train) + i for i in range(len(test))]
+    train_rgba = _render_views(mi, scene, train, train_seeds, True, bar)
     test_rgba = _render_views(mi, scene, test, test_seeds, True, bar)
+    if nuisances:
+        # Alpha now covers the room and plane too: the object's own coverage comes from the
+        # object alone, with the same seeds, hence the same pixel samples (the depth integrator
+        # traces camera rays only; its alpha equals the flash render's).
+        coverage_scene = _scene(
+            mi, gt / "mesh.obj", materials, flash_sensor, point, {"type": "depth"}, config.bsdf
+        )
+        train_coverage = _render_views(mi, coverage_scene, train, train_seeds, False)[..., 3]
+        test_coverage = _render_views(mi, coverage_scene, test, test_seeds, False)[..., 3]
+    else:
+        train_coverage, test_coverage = train_rgba[..., 3], test_rgba[..., 3]
     t_flash = time.perf_counter() - t_flash
 
     all_rgba = np.concatenate([train_rgba, test_rgba])
     exposure = config.exposure or auto_exposure(
-        all_rgba[..., :3], all_rgba[..., 3], config.exposure_percentile, config.exposure_target
+        all_rgba[..., :3],
+        np.concatenate([train_coverage, test_coverage]),
+        config.exposure_percentile,
+        config.exposure_target,
     )
     intensity = exposure * RENDER_INTENSITY
     names = {"train": _names(len(train)), "test": _names(len(test))}
-    for split, rgba, cameras in (("train", train_rgba, train), ("test", test_rgba, test)):
+    splits = (
+        ("train", train_rgba, train_coverage, train),
+        ("test", test_rgba, test_coverage, test),
+    )
+    for split, rgba, coverage, cameras in splits:
         save_split(out, split, names[split], exposure * rgba[..., :3], cameras, linear_twins=True)
-        for name, image in zip(names[split], rgba, strict=True):
-            write_data_png(gt / "masks" / split / name, image[..., 3])
+        for name, mask in zip(names[split], coverage, strict=True):
+            write_data_png(gt / "masks" / split / name, mask)
     flash_saturated = float(np.mean(exposure * all_rgba[..., :3].max(-1) >= 1.0))
 
     relight_info = None
@@ -580,6 +833,7 @@ def synthesize(
             "camera_distance": config.camera_distance,
         },
         "relight": relight_info,
+        "scene": scene_info,
         "timing_seconds": {
             "flash_views": t_flash,
             "relit_views": t_relight,
@@ -592,7 +846,12 @@ def synthesize(
 
 
 def _relight(mi, config, gt, materials, test: Cameras, names, seed0, bar) -> dict:
-    """Render the test cameras under the procedural environment map (emitter hidden)."""
+    """Render the test cameras under the procedural environment map (emitter hidden).
+
+    The object alone, whatever room or support the flash views had: relit views are the ground
+    truth of relighting the *object* (what a reconstruction exports), and a room or table would
+    shadow and occlude the environment differently from the scene an exported asset is put in.
+    """
     from ironrender.data.mitsuba_backend import multijitter_sample_count, perspective_sensor
 
     sky = procedural_sky(config.sky)
@@ -622,6 +881,7 @@ def _relight(mi, config, gt, materials, test: Cameras, names, seed0, bar) -> dic
         ),
         "integrator": "direct (MIS: emitter + BSDF samples, shadows, no interreflection),"
         " emitter hidden (black background)",
+        "scene": "the object alone (no room, no support plane, even if the flash views have them)",
         "spp": multijitter_sample_count(config.relight_spp),
         "views": "the test cameras; gt/relit/<name>.exr (linear) and .png (gamma 2.2)",
     }
@@ -657,6 +917,13 @@ def _validate(config: SynthConfig) -> None:
     low, high = config.roughness_range
     if not 0 <= low <= high <= 1:
         raise IronError("roughness_range must satisfy 0 <= low <= high <= 1")
+    if config.room not in ROOMS:
+        raise IronError(f"room must be one of {ROOMS}, not {config.room!r}")
+    if not 0 < config.support_albedo * (1 + SUPPORT_CONTRAST) <= 1:
+        limit = 1 / (1 + SUPPORT_CONTRAST)
+        raise IronError(f"support_albedo must lie in (0, {limit:.3g}]: its texture stays <= 1")
+    if not 0 <= config.min_elevation < 90:
+        raise IronError("min_elevation must lie in [0, 90) degrees")
 
 
 def _prepare_output(out: Path, overwrite: bool) -> None:
