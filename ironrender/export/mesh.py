@@ -8,6 +8,10 @@ bounded by ``chunk`` points plus the float32 volume (``resolution^3 * 4`` bytes)
 
 Sign convention (``ironrender.fields.base``): the SDF is negative inside, so the outward normal
 is the SDF gradient and marching cubes must orient faces along increasing SDF.
+
+Marching cubes returns everything opaque in the box, clutter included (a table, a stand);
+:mod:`ironrender.export.select` chooses the object's part (``keep_largest_component`` here is
+IRON's simple rule, the ``largest`` mode there).
 """
 
 from __future__ import annotations
@@ -27,6 +31,11 @@ SURFACE_LEVEL = 0.0
 DEFAULT_RESOLUTION = 256
 #: Default number of points per SDF query.
 DEFAULT_CHUNK = 65536
+
+
+def grid_spacing(resolution: int, bound: float = 1.0) -> float:
+    """Distance between neighbouring nodes of the ``resolution^3`` grid over [-bound, bound]^3."""
+    return 2.0 * bound / (resolution - 1)
 
 
 def sdf_grid(
@@ -78,8 +87,7 @@ def mesh_from_grid(
             f"the SDF has no zero crossing in [-{bound}, {bound}]^3 (values in [{lo:.4g}, "
             f"{hi:.4g}]): the surface is empty or outside the box; check the checkpoint or bound"
         )
-    resolution = volume.shape[0]
-    spacing = 2.0 * bound / (resolution - 1)
+    spacing = grid_spacing(volume.shape[0], bound)
     # skimage's default winding ('descent') makes face normals (right-hand rule) point towards
     # increasing values: outwards for an SDF that is negative inside (the sphere test checks it).
     verts, faces, _normals, _values = marching_cubes(

@@ -54,7 +54,8 @@ from torch import Tensor
 from ironrender.data.images import linear_to_srgb_gamma, write_data_png, write_image
 from ironrender.errors import IronError
 from ironrender.export.bake import DEFAULT_BAKE_CHUNK, BakedTextures, MaterialsFn, bake_textures
-from ironrender.export.mesh import DEFAULT_CHUNK, decimate, extract_mesh
+from ironrender.export.mesh import DEFAULT_CHUNK, decimate, extract_mesh, grid_spacing
+from ironrender.export.select import ObjectSelection, check_object_options, select_object
 from ironrender.export.uv import DEFAULT_CHART_PADDING, UVMesh, unwrap
 from ironrender.training.checkpoint import atomic_write_text
 
@@ -88,12 +89,25 @@ OBJ_FLOAT_FORMAT = "%.6f"
 class ExportConfig:
     """Export options. ``resolution``: marching-cubes grid per axis over [-bound, bound]^3;
     ``max_faces``: decimation budget before UV unwrapping (xatlas costs ~15 s per 57k faces);
-    ``texture_size``: square texture side (IRON: 2048); ``padding``: texels between UV charts."""
+    ``texture_size``: square texture side (IRON: 2048); ``padding``: texels between UV charts.
+
+    What the object is (:mod:`ironrender.export.select`), in the normalised frame (the object in
+    the unit sphere): ``object`` is ``largest`` (IRON's largest component), ``all`` (every
+    component) or ``auto`` (cut away a support plane, then prefer a component away from the
+    volume's boundary); ``crop_min``/``crop_max`` (x, y, z) keep the inside of a box and
+    ``cut_plane`` (nx, ny, nz, d) the half-space ``n . x + d > 0``, before the mode applies.
+    ``keep_largest_component`` is the older switch, kept so saved configurations load: False
+    with ``object="largest"`` means ``all``.
+    """
 
     resolution: int = 256
     bound: float = 1.0
     sdf_chunk: int = DEFAULT_CHUNK
     keep_largest_component: bool = True
+    object: str = "largest"
+    crop_min: tuple[float, ...] | None = None
+    crop_max: tuple[float, ...] | None = None
+    cut_plane: tuple[float, ...] | None = None
     max_faces: int = 50_000
     texture_size: int = 2048
     padding: int = DEFAULT_CHART_PADDING
@@ -101,6 +115,20 @@ class ExportConfig:
     write_glb: bool = True
     write_mitsuba: bool = True
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        try:
+            check_object_options(self.object, self.crop_min, self.crop_max, self.cut_plane)
+        except IronError as exc:  # configuration errors are ValueErrors (ironrender.config)
+            raise ValueError(str(exc)) from None
+
+    @property
+    def object_mode(self) -> str:
+        """The mode :func:`export_asset` uses: ``object``, or ``all`` for the legacy
+        ``keep_largest_component=False`` with ``object="largest"``."""
+        if self.object == "largest" and not self.keep_largest_component:
+            return "all"
+        return self.object
 
 
 @dataclass
@@ -118,6 +146,7 @@ class ExportResult:
     num_faces: int
     texel_coverage: float
     timings: dict[str, float] = field(default_factory=dict)
+    selection: ObjectSelection | None = None  # what was kept as the object, and why
 
 
 def export_asset(
@@ -128,12 +157,16 @@ def export_asset(
     config: ExportConfig | None = None,
     device: torch.device | str = "cpu",
     diffuse_model: str = "lambert",
+    up: np.ndarray | None = None,
 ) -> ExportResult:
     """SDF + materials -> textured mesh files in ``out_dir`` (see the module docstring).
 
     ``sdf_fn(points (P,3)) -> (P,)``; ``materials_fn(points, normals) -> {diffuse_albedo (P,3),
     specular_albedo (P,1|3), roughness (P,1) GGX alpha, ...}`` (extra outputs are written as
-    EXR maps too).
+    EXR maps too). The marching-cubes surface goes through
+    :func:`~ironrender.export.select.select_object` (``config.object`` and the crop options);
+    ``up`` points to the cameras' side of the scene (the capture's up), which ``object="auto"``
+    uses to tell a support's side. ``result.selection`` says what was kept.
     """
     from tqdm.auto import tqdm
 
@@ -141,7 +174,7 @@ def export_asset(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
-    steps = tqdm(total=4, desc="export", unit="step", disable=not config.progress)
+    steps = tqdm(total=5, desc="export", unit="step", disable=not config.progress)
 
     def done(name: str, start: float) -> None:
         timings[name] = time.perf_counter() - start
@@ -149,15 +182,20 @@ def export_asset(
         steps.update()
 
     start = time.perf_counter()
-    mesh = extract_mesh(
-        sdf_fn,
-        config.resolution,
-        config.bound,
-        config.sdf_chunk,
-        device,
-        config.keep_largest_component,
-    )
+    mesh = extract_mesh(sdf_fn, config.resolution, config.bound, config.sdf_chunk, device)
     done("marching_cubes", start)
+    start = time.perf_counter()
+    mesh, selection = select_object(
+        mesh,
+        config.object_mode,
+        crop_min=config.crop_min,
+        crop_max=config.crop_max,
+        cut_plane=config.cut_plane,
+        up=up,
+        bound=config.bound,
+        spacing=grid_spacing(config.resolution, config.bound),
+    )
+    done("object", start)
     start = time.perf_counter()
     uv_mesh = unwrap(decimate(mesh, config.max_faces), config.texture_size, config.padding)
     done("uv_unwrap", start)
@@ -171,6 +209,7 @@ def export_asset(
     done("write", start)
     steps.close()
     result.timings = timings
+    result.selection = selection
     return result
 
 
