@@ -10,8 +10,13 @@
    on the reparameterised edge point (seed eq. 5) and ``C_A``/``C_B`` are re-traced and shaded
    at ``A = c - r n2`` (object side) and ``B = c + r n2`` (other side).
 
-Background is black (radiance 0). ``edges=False`` is the IDR/DVR-style baseline: every hit pixel
-is an interior pixel, so silhouettes get no image-plane gradient.
+Rays that miss the object see the background: black (radiance 0, IRON) unless a
+:data:`BackgroundFn` is given, e.g. stage 1's model of the room (a capture whose room is dark
+but not black). It colours missed pixel centres and the missed side of every edge pixel (its
+``C_B``), so the loss compares the photograph's room with the room, never with black, and edge
+sampling blends the object against what really lies behind it. The background is fixed here (no
+gradient). ``edges=False`` is the IDR/DVR-style baseline: every hit pixel is an interior pixel,
+so silhouettes get no image-plane gradient.
 
 Shading is the caller's (stage 2 passes material networks and :mod:`ironrender.rendering.brdf`):
 a :data:`ShadeFn` receives the :class:`SurfaceHit` rows, the light positions (the camera centre
@@ -64,6 +69,8 @@ class ShadeResult:
 
 
 ShadeFn = Callable[[SurfaceHit, Tensor, Tensor], ShadeResult]
+BackgroundFn = Callable[[Tensor, Tensor], Tensor]
+"""``(origins, unit directions) (R, 3) -> linear radiance (R, 3)`` of rays that miss."""
 
 
 @dataclass
@@ -109,6 +116,7 @@ def render_patch(
     config: SurfaceRenderConfig,
     edges: bool = True,
     training: bool = True,
+    background: BackgroundFn | None = None,
 ) -> RenderedImage:
     """Render camera ``index`` of ``cameras`` (seed section 3.2); see the module docstring.
 
@@ -144,7 +152,9 @@ def render_patch(
 
     # 3. Interior pixels.
     interior = TraceResult(t=trace.t, hit=trace.hit & ~edge_flat, converged=trace.converged)
-    inner = _shade_traced(sdf, shade, origins, directions, interior, eye, config, training)
+    inner = _shade_traced(
+        sdf, shade, origins, directions, interior, eye, config, training, background
+    )
     color = inner.color
     extras = inner.extras
     normals = origins.new_zeros(H * W, 3)
@@ -156,11 +166,14 @@ def render_patch(
     edge_weight = origins.new_zeros(0)
     if edge_pixels.numel() > 0:
         edge = _render_edge_pixels(
-            sdf, shade, cameras, index, edge_pixels, edge_points, config, training
+            sdf, shade, cameras, index, edge_pixels, edge_points, config, training, background
         )
         color = color.index_put((edge_pixels,), edge.color)
-        for name in extras:
-            extras[name] = extras[name].index_put((edge_pixels,), edge.extras[name])
+        # A shader may return no extras for zero hits (interior or A/B): merge the union, zeros
+        # where a side had none, so neither side's keys are assumed to exist on the other.
+        for name, value in edge.extras.items():
+            base = extras.get(name, value.new_zeros(H * W, value.shape[-1]))
+            extras[name] = base.index_put((edge_pixels,), value)
         normals = normals.index_put((edge_pixels,), edge.normals)
         gradients += edge.gradients
         edge_uv, edge_weight = edge.uv, edge.weight
@@ -197,8 +210,9 @@ def _shade_traced(
     eye: Tensor,
     config: SurfaceRenderConfig,
     training: bool,
+    background: BackgroundFn | None = None,
 ) -> _ShadedRays:
-    """Reparameterise and shade the rays with ``trace.hit``; the others are black."""
+    """Reparameterise and shade the rays with ``trace.hit``; the others see the background."""
     hits = differentiable_hits(
         sdf, origins, directions, trace, config.trace.min_cos, differentiable=training
     )
@@ -207,7 +221,13 @@ def _shade_traced(
         shaded = shade(hits, eye.expand(len(hits), 3), hits.view_dirs)
     index = (trace.hit.nonzero().squeeze(-1),)
     n = origins.shape[0]
-    color = origins.new_zeros(n, 3).index_put(index, shaded.color)
+    color = origins.new_zeros(n, 3)
+    if background is not None and not bool(trace.hit.all()):
+        missed = ~trace.hit
+        with torch.no_grad():
+            behind = background(origins[missed], directions[missed]).to(color.dtype)
+        color = color.index_put((missed.nonzero().squeeze(-1),), behind)
+    color = color.index_put(index, shaded.color)
     extras = {
         name: value.new_zeros(n, value.shape[-1]).index_put(index, value)
         for name, value in (
@@ -236,6 +256,7 @@ def _render_edge_pixels(
     points: Tensor,
     config: SurfaceRenderConfig,
     training: bool,
+    background: BackgroundFn | None = None,
 ) -> _EdgeRender:
     """Seed eqs. 5-9 for E edge pixels (flat indices ``pixels``, 3D edge points ``points``)."""
     W = cameras.width(index)
@@ -252,7 +273,9 @@ def _render_edge_pixels(
     rays = cameras.generate_rays(cam_index, samples)
     trace = sphere_trace(sdf, rays.origins, rays.directions, config.trace)
     eye = cameras.centers[index]
-    ab = _shade_traced(sdf, shade, rays.origins, rays.directions, trace, eye, config, training)
+    ab = _shade_traced(
+        sdf, shade, rays.origins, rays.directions, trace, eye, config, training, background
+    )
     E = pixels.shape[0]
     color_a, color_b = ab.color[:E], ab.color[E:]
     w = weight[:, None]

@@ -8,7 +8,7 @@ Discretised over sections ``[t_i, t_{i+1}]`` (eqs. 6-8)::
 
     alpha_i = max((Phi_s(S(t_i)) - Phi_s(S(t_{i+1}))) / Phi_s(S(t_i)), 0)
     T_i     = prod_{j<i} (1 - alpha_j)
-    C       = sum_i T_i alpha_i c_i  +  (1 - sum_i T_i alpha_i) * background
+    C       = sum_i T_i alpha_i c_i  +  (1 - sum_i T_i alpha_i) * B(r)
 
 ``S`` at the section ends comes from the SDF and its directional derivative at the section's
 midpoint, ``S(t_i) ~ S(mid) - cos * dt/2`` with ``cos = v . grad S``. Early in training the
@@ -20,17 +20,24 @@ up-sampling: ``up_sample_steps`` rounds, each adding ``n_importance / steps`` sa
 the weights computed with a *fixed* sharpness ``inv_s = base * 2^i`` on a no-gradient
 *proposal* SDF (the network itself, or a cached grid of it). The rendered set is the
 importance samples, plus the coarse ones when ``render_coarse``.
+
+``B(r)`` is what the ray sees beyond the unit sphere (:class:`Background`): black for a dark
+room (IRON's synthetic data), a constant, or a NeRF++-style field of the room
+(:mod:`ironrender.fields.background`, IRON's stage-1 default) for captures whose room is dark
+but not black. ``auto`` is decided from the photographs before training
+(:func:`choose_background`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 
 from ironrender.data.cameras import Cameras, RayBundle
+from ironrender.fields.background import BackgroundField, BackgroundFieldConfig
 from ironrender.fields.base import SDFField
 from ironrender.fields.radiance import RadianceField
 from ironrender.rendering.samplers import sample_pdf, sphere_bounds, stratified
@@ -38,7 +45,10 @@ from ironrender.rendering.samplers import sample_pdf, sphere_bounds, stratified
 PDF_STABILITY = 1e-5  # NeuS's epsilon in the alpha ratio: keeps 0/0 at alpha = 0
 TRANSMITTANCE_EPSILON = 1e-7
 MAX_NEGATIVE_SLOPE = -1e3  # proposal slope clamp (NeuS up_sample)
-BACKGROUNDS = ("black", "white", "learned")
+BACKGROUNDS = ("black", "white", "learned", "field")
+BACKGROUND_CHOICES = (*BACKGROUNDS, "auto")
+BORDER_FRACTION = 0.05  # the outer 5 % of each side of a photo: where the room shows
+DARK_ROOM_LEVEL = 2.0 / 255.0  # gamma-encoded: a border at or below this is a black room
 
 ProposalSDF = Callable[[Tensor], Tensor]
 
@@ -53,7 +63,16 @@ class VolumeConfig:
     up_sample_inv_s: float = 64.0  # round i uses inv_s = up_sample_inv_s * 2^i
     render_coarse: bool = True
     sphere_radius: float = 1.0
-    background: str = "black"  # black (dark-room flash), white, or learned (a constant colour)
+    # black (dark room), white, learned (one constant colour), field (a model of the room,
+    # fields/background.py) or auto (field when the photos' borders are not black)
+    background: str = "black"
+    background_field: BackgroundFieldConfig = field(default_factory=BackgroundFieldConfig)
+
+    def __post_init__(self) -> None:
+        if self.background not in BACKGROUND_CHOICES:
+            raise ValueError(
+                f"background must be one of {BACKGROUND_CHOICES}, not {self.background!r}"
+            )
 
 
 @dataclass
@@ -70,25 +89,71 @@ class VolumeOutput:
 
 
 class Background(nn.Module):
-    """The colour seen where rays leave the unit sphere without hitting anything.
+    """The colour ``B(r)`` a ray sees where it leaves the unit sphere without hitting anything.
 
-    ``black``: dark-room flash captures (IRON). ``white``: a white backdrop. ``learned``: one
-    constant colour, ``sigmoid(theta)``, fitted with everything else.
+    ``black``: dark-room flash captures (IRON's synthetic data). ``white``: a white backdrop.
+    ``learned``: one constant colour, ``sigmoid(theta)``, fitted with everything else. ``field``:
+    a model of the room beyond the sphere (:class:`BackgroundField`), a colour per ray.
     """
 
-    def __init__(self, mode: str = "black"):
+    def __init__(self, mode: str = "black", field_config: BackgroundFieldConfig | None = None):
         super().__init__()
         if mode not in BACKGROUNDS:
             raise ValueError(f"background must be one of {BACKGROUNDS}, got {mode!r}")
         self.mode = mode
         self.logit = nn.Parameter(torch.zeros(3), requires_grad=mode == "learned")
+        self.field = (
+            BackgroundField(field_config or BackgroundFieldConfig()) if mode == "field" else None
+        )
 
-    def forward(self) -> Tensor:
+    def forward(
+        self,
+        origins: Tensor,
+        directions: Tensor,
+        jitter: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Colours (R, 3) of rays ``origins + t directions`` beyond the sphere."""
+        if self.field is not None:
+            return self.field.render(origins, directions, jitter, generator)
         if self.mode == "black":
-            return torch.zeros_like(self.logit)
-        if self.mode == "white":
-            return torch.ones_like(self.logit)
-        return torch.sigmoid(self.logit)
+            colour = torch.zeros_like(self.logit)
+        elif self.mode == "white":
+            colour = torch.ones_like(self.logit)
+        else:
+            colour = torch.sigmoid(self.logit)
+        return colour.to(origins.dtype).expand(origins.shape[0], 3)
+
+
+def border_level(images: Tensor) -> float:
+    """How bright the room is: the median, over views, of the median gamma-encoded value of
+    each photo's border (its outer ``BORDER_FRACTION`` on every side), from linear (N, H, W, 3)."""
+    _, height, width, _ = images.shape
+    dy, dx = max(1, round(height * BORDER_FRACTION)), max(1, round(width * BORDER_FRACTION))
+    inner = torch.ones(height, width, dtype=torch.bool, device=images.device)
+    inner[dy : height - dy, dx : width - dx] = False
+    border = images[:, inner].clamp(0.0, 1.0) ** (1.0 / 2.2)  # (N, P, 3)
+    per_view = border.mean(-1).median(-1).values
+    return float(per_view.median())
+
+
+def choose_background(mode: str, images: Tensor) -> tuple[str, str]:
+    """Resolve ``auto`` from the photographs: ``field`` when their borders are not black.
+
+    A room counts as black when the median border pixel is at most ``DARK_ROOM_LEVEL`` (2 of
+    255, gamma-encoded): JPEG noise in a truly dark room stays below it, while a studio's black
+    cloth at 3-10 of 255 (0.01-0.04) is above it and, left unexplained, grows fog in the sphere.
+    Returns the mode and a one-line reason for the log.
+    """
+    if mode != "auto":
+        return mode, f"background: {mode} (as configured)"
+    level = border_level(images)
+    chosen = "field" if level > DARK_ROOM_LEVEL else "black"
+    return chosen, (
+        f"background: {chosen} (auto: the photos' borders have median {level * 255:.1f}/255, "
+        f"{'above' if chosen == 'field' else 'at or below'} the dark-room level "
+        f"{DARK_ROOM_LEVEL * 255:.0f}/255; force with --set stage1.volume.background=black|field)"
+    )
 
 
 # ------------------------------------------------------------------------------- NeuS alpha
@@ -209,7 +274,8 @@ def render_rays(
     weights = composite_weights(alpha)
 
     opacity = weights.sum(-1)
-    rgb = (weights[..., None] * colors).sum(-2) + (1.0 - opacity)[:, None] * background()
+    behind = background(rays.origins, rays.directions, jitter, generator)
+    rgb = (weights[..., None] * colors).sum(-2) + (1.0 - opacity)[:, None] * behind
     depth = (weights * mid).sum(-1) / opacity.clamp(min=TRANSMITTANCE_EPSILON)
     unit_normals = torch.nn.functional.normalize(sample.gradients, dim=-1)
     normal = (weights[..., None] * unit_normals).sum(-2)

@@ -21,6 +21,7 @@ bit-for-bit where a killed run stopped.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,11 +35,18 @@ from ironrender.data.cameras import Cameras
 from ironrender.data.dataset import Split, load_split
 from ironrender.data.images import GAMMA
 from ironrender.errors import IronError
+from ironrender.fields.background import paper_background_config
 from ironrender.fields.encodings import GridConfig
 from ironrender.fields.radiance import RadianceConfig, RadianceField, paper_radiance_config
 from ironrender.fields.sdf import NeuralSDF, NeuSVariance, SDFConfig, paper_sdf_config
 from ironrender.rendering.samplers import SDFGridCache
-from ironrender.rendering.volume import Background, VolumeConfig, render_image, render_rays
+from ironrender.rendering.volume import (
+    Background,
+    VolumeConfig,
+    choose_background,
+    render_image,
+    render_rays,
+)
 from ironrender.training.checkpoint import load_checkpoint, save_checkpoint
 from ironrender.training.runlog import RunLog, normal_image, psnr, write_panels
 from ironrender.training.schedules import active_levels, cos_anneal_ratio, learning_rate_factor
@@ -97,7 +105,7 @@ class Stage1Config:
     radiance: RadianceConfig = field(default_factory=RadianceConfig)
     volume: VolumeConfig = field(
         default_factory=lambda: VolumeConfig(
-            n_coarse=64, n_importance=32, up_sample_steps=2, render_coarse=False
+            n_coarse=64, n_importance=32, up_sample_steps=2, render_coarse=False, background="auto"
         )
     )
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -116,7 +124,7 @@ def paper_stage1_config() -> Stage1Config:
     return Stage1Config(
         sdf=paper_sdf_config(),
         radiance=paper_radiance_config(),
-        volume=VolumeConfig(),
+        volume=VolumeConfig(background="field", background_field=paper_background_config()),
         train=TrainConfig(
             steps=100_000,
             batch_rays=512,
@@ -147,20 +155,27 @@ def stage1_preset(name: str) -> Stage1Config:
 
 # ----------------------------------------------------------------------------- model
 class Stage1Model(nn.Module):
-    """Everything stage 1 learns: SDF, radiance, NeuS variance and background colour."""
+    """Everything stage 1 learns: SDF, radiance, NeuS variance and the background.
+
+    ``config.volume.background`` must be resolved (not ``auto``): see :func:`resolve_background`.
+    """
 
     def __init__(self, config: Stage1Config):
         super().__init__()
         self.sdf = NeuralSDF(config.sdf)
         self.radiance = RadianceField(config.radiance, self.sdf.feature_dim)
         self.variance = NeuSVariance()
-        self.background = Background(config.volume.background)
+        self.background = Background(config.volume.background, config.volume.background_field)
 
     def parameter_groups(self, train: TrainConfig) -> list[dict]:
         grid = list(self.sdf.grid.parameters()) if self.sdf.grid is not None else []
+        room = self.background.field
+        if room is not None and room.config.use_grid:
+            grid += list(room.encoding.parameters())
         grid_ids = {id(p) for p in grid}
         nets = [p for p in self.sdf.parameters() if id(p) not in grid_ids]
-        nets += list(self.radiance.parameters()) + list(self.background.parameters())
+        nets += list(self.radiance.parameters())
+        nets += [p for p in self.background.parameters() if id(p) not in grid_ids]
         groups = [
             {"name": "networks", "params": [p for p in nets if p.requires_grad], "lr": train.lr},
             {"name": "variance", "params": [self.variance.variance], "lr": train.variance_lr},
@@ -262,6 +277,9 @@ def train_stage1(
         )
     train, log = config.train, config.log
     split = load_split(data_dir, "train", device)
+    config, reason = resolve_background(config, split.images)
+    if log.progress:
+        print(reason)
     targets = to_loss_domain(split.images, train.loss_domain)
     state = _initial_state(config, device)
     if resume and checkpoint_path.exists():
@@ -304,6 +322,15 @@ def train_stage1(
         time.perf_counter() - started,
         losses,
     )
+
+
+def resolve_background(config: Stage1Config, images: Tensor) -> tuple[Stage1Config, str]:
+    """``config`` with ``volume.background = auto`` decided from the training photographs
+    (linear, (N, H, W, 3)), and the one-line reason. The resolved mode is what the checkpoint
+    saves, so stage 2, export and evaluation rebuild the same model."""
+    mode, reason = choose_background(config.volume.background, images)
+    volume = dataclasses.replace(config.volume, background=mode)
+    return dataclasses.replace(config, volume=volume), reason
 
 
 def _initial_state(config: Stage1Config, device: torch.device) -> _State:

@@ -9,7 +9,10 @@ One iteration (reference §4):
 
 1. pick a random training image and a random ``patch_size`` square crop of it
    (:meth:`Cameras.crop`);
-2. render the crop: linear radiance, black background, edge pixels blended (seed Eqs. 4-9);
+2. render the crop: linear radiance, edge pixels blended (seed Eqs. 4-9); rays that miss the
+   object see the background: black (IRON, ``background = "black"``) or, by default, stage 1's
+   model of the room, frozen (``"stage1"``; black too when stage 1 found the room black), so
+   that a dim room is never explained by geometry;
 3. compare in the data's domain: for LDR (gamma-encoded 8-bit) captures
    ``(pred + 1e-6)^(1/2.2)`` against the gamma-encoded photograph (IRON's ``--gamma_pred``),
    for EXR captures linear against linear;
@@ -50,7 +53,12 @@ from ironrender.fields.materials import (
     reference_light_init,
 )
 from ironrender.rendering.edges import EdgeConfig
-from ironrender.rendering.surface_renderer import RenderedImage, SurfaceRenderConfig, render_patch
+from ironrender.rendering.surface_renderer import (
+    BackgroundFn,
+    RenderedImage,
+    SurfaceRenderConfig,
+    render_patch,
+)
 from ironrender.training.checkpoint import load_checkpoint, save_checkpoint
 from ironrender.training.losses import (
     LossTerms,
@@ -92,6 +100,7 @@ class Stage2Config:
     lr_alpha: float = 1.0  # cosine decay of every rate to this fraction at the end; 1 = constant
     weights: LossWeights = field(default_factory=LossWeights)
     edges: bool = True  # False: the IDR-style ``--no-edges`` baseline
+    background: str = "stage1"  # what missed rays see: stage 1's background model, or black
     eikonal_points: int = 0  # random points per step; 0 = half the patch's pixels (reference)
     # Burley diffuse in `fast` (measured better on the default capture; BENCHMARKS.md), Lambert in
     # `paper` (IRON's model).
@@ -130,6 +139,7 @@ def paper_stage2_config() -> Stage2Config:
         # (tests/test_edges.py), so the paper preset follows the paper, not that quirk.
         render=SurfaceRenderConfig(edges=EdgeConfig(footprint="circle", fill_gaps=False)),
         edge_step_pixels=0.0,
+        background="black",  # IRON's stage 2 renders misses black
         preview_every=500,
         checkpoint_every=1000,
     )
@@ -176,6 +186,7 @@ def render_view(
     edges: bool = True,
     chunk_rows: int = 64,
     unit_light: bool = False,
+    background: BackgroundFn | None = None,
 ) -> RenderedImage:
     """Render a full view for evaluation: no reparameterisation, no graphs, strips of rows.
 
@@ -192,7 +203,9 @@ def render_view(
             y1 = min(H, y0 + chunk_rows)
             top, bottom = max(0, y0 - EDGE_ROW_MARGIN), min(H, y1 + EDGE_ROW_MARGIN)
             crop = cameras.crop(index, 0, top, W, bottom - top)
-            image = render_patch(sdf, shader, crop, 0, render, edges=edges, training=False)
+            image = render_patch(
+                sdf, shader, crop, 0, render, edges=edges, training=False, background=background
+            )
             strips.append(_rows(image, y0 - top, y1 - top))
     channels = {name: v.shape[-1] for s in strips for name, v in s.extras.items()}
     for s in strips:  # a strip without hits has no extras: zeros there
@@ -395,6 +408,7 @@ def training_step(
     split: Split,
     config: Stage2Config,
     render: SurfaceRenderConfig,
+    background: BackgroundFn | None = None,
 ) -> LossTerms | None:
     """One patch, one backward pass, one step of each optimiser (reference §4).
 
@@ -404,7 +418,9 @@ def training_step(
     device = split.images.device
     patch = sample_patch(split, config.patch_size, state.generator)
     shader = MaterialShader(state.materials)
-    image = render_patch(state.sdf, shader, patch.camera, 0, render, edges=config.edges)
+    image = render_patch(
+        state.sdf, shader, patch.camera, 0, render, edges=config.edges, background=background
+    )
     pixels = image.color.shape[0] * image.color.shape[1]
     count = config.eikonal_points or pixels // 2
     points = random_eikonal_points(count, device, state.generator)
@@ -456,9 +472,11 @@ def fit_stage2(
     run_dir: str | Path | None = None,
     resume: bool = False,
     progress: bool = True,
+    background: BackgroundFn | None = None,
 ) -> Stage2Result:
     """Optimise ``sdf`` and ``materials`` (in place) on ``split``; see the module docstring.
 
+    ``background`` colours the rays that miss (:func:`stage1_background`); None: black.
     With ``run_dir``: checkpoints to ``run_dir/stage2/checkpoint.pt`` every
     ``checkpoint_every`` steps and at the end, previews and TensorBoard scalars under
     ``run_dir/stage2``; ``resume=True`` continues from the checkpoint there, exactly.
@@ -490,7 +508,7 @@ def fit_stage2(
     last_loss = math.nan
     try:
         while state.iteration < config.iterations:
-            terms = training_step(state, split, config, render)
+            terms = training_step(state, split, config, render, background)
             if terms is None:
                 bad_in_a_row += 1
                 if bad_in_a_row >= config.max_bad_steps:
@@ -513,6 +531,7 @@ def fit_stage2(
                         split,
                         config,
                         render,
+                        background,
                     )
                 if state.iteration % config.checkpoint_every == 0:
                     save_checkpoint(stage_dir / CHECKPOINT_NAME, _checkpoint(state, config))
@@ -520,7 +539,7 @@ def fit_stage2(
         logger.close()
     if stage_dir is not None:
         save_checkpoint(stage_dir / CHECKPOINT_NAME, _checkpoint(state, config))
-        _write_preview(stage_dir / FINAL_PREVIEW, state, split, config, render)
+        _write_preview(stage_dir / FINAL_PREVIEW, state, split, config, render, background)
     return Stage2Result(
         run_dir=Path(run_dir) if run_dir is not None else None,
         iterations=state.iteration,
@@ -537,7 +556,12 @@ def _checkpoint(state: Stage2State, config: Stage2Config) -> dict:
 
 
 def _write_preview(
-    path: Path, state: Stage2State, split: Split, config: Stage2Config, render: SurfaceRenderConfig
+    path: Path,
+    state: Stage2State,
+    split: Split,
+    config: Stage2Config,
+    render: SurfaceRenderConfig,
+    background: BackgroundFn | None = None,
 ) -> None:
     """Photograph | render | diffuse albedo | roughness | normals of training view 0.
 
@@ -545,13 +569,18 @@ def _write_preview(
     """
     factor = _downscale_factor(split.cameras, config.preview_size)
     cameras = split.cameras.scaled(factor) if factor < 1 else split.cameras
-    image = render_view(state.sdf, state.materials, cameras, 0, render, edges=config.edges)
+    image = render_view(
+        state.sdf, state.materials, cameras, 0, render, edges=config.edges, background=background
+    )
     target = _resize(split.images[0], image.color.shape[:2])
+    blank = image.color.new_zeros(*image.color.shape[:2], 1)  # a view without any hit
     panels = [
         target_to_loss_domain(target, hdr=False),
         target_to_loss_domain(image.color, hdr=False),
-        target_to_loss_domain(image.extras["diffuse_albedo"], hdr=False),
-        image.extras["roughness"].expand(-1, -1, 3),
+        target_to_loss_domain(image.extras.get("diffuse_albedo", blank), hdr=False).expand(
+            -1, -1, 3
+        ),
+        image.extras.get("roughness", blank).expand(-1, -1, 3),
         normal_image(image.normals, image.mask.to(image.normals.dtype)),
     ]
     write_panels(path, panels)
@@ -571,6 +600,35 @@ def build_stage2(
         stage1.radiance, config.materials, stage1_gamma_encoded=encoded
     )
     return sdf.train(), materials.train()
+
+
+def stage1_background(
+    run_dir: str | Path, config: Stage2Config, device: torch.device | str
+) -> BackgroundFn | None:
+    """What missed rays see in stage 2: stage 1's background, frozen, as linear radiance.
+
+    None (black) when ``config.background`` is ``black`` or stage 1's background was black.
+    Stage 1 fits gamma-encoded colours by default, so its background ``B`` is decoded to
+    linear ``B^2.2`` here, the domain stage 2 renders in.
+    """
+    if config.background == "black":
+        return None
+    if config.background != "stage1":
+        raise IronError(f"stage2.background must be stage1 or black, not {config.background!r}")
+    from ironrender.training.stage1 import load_stage1
+
+    model = load_stage1(run_dir, device).background
+    if model.mode == "black":
+        return None
+    model.requires_grad_(False)
+    encoded = _stage1_gamma_encoded(run_dir)
+
+    def colour(origins: Tensor, directions: Tensor) -> Tensor:
+        with torch.no_grad():
+            value = model(origins, directions)
+        return value.clamp(0.0, 1.0) ** GAMMA if encoded else value
+
+    return colour
 
 
 def _stage1_gamma_encoded(run_dir: str | Path) -> bool:
@@ -600,12 +658,13 @@ def train_stage2(
         )
     split = load_split(data_dir, "train", device)
     sdf, materials = build_stage2(run_dir, config, device)
+    background = stage1_background(run_dir, config, device)
     if not resume:
         render = scene_render_config(config, split.cameras)
         materials.set_light_intensity(
             initial_light_intensity(sdf, materials, split, config, render)
         )
-    return fit_stage2(split, sdf, materials, config, run_dir, resume, progress)
+    return fit_stage2(split, sdf, materials, config, run_dir, resume, progress, background)
 
 
 def load_stage2(run_dir: str | Path, device: torch.device | str) -> tuple[SDFField, MaterialFields]:
