@@ -10,6 +10,11 @@ Budget: about 30 s on 2 CPU cores (two small exports, a few 48x40 Mitsuba render
 * A "trained" sphere rendered as its own ground truth gives PSNR = inf, Chamfer ~ 0 and the GT
   albedo (looked up through the GT mesh's UVs); a sphere shrunk by delta gives Chamfer = delta
   and F-score 0; an albedo at half the true scale relights with a fitted global scale of 2.
+* Real-capture evaluation: SfM points on the true sphere measured against the exported mesh
+  (~0) or the SDF's marching-cubes mesh of a shrunken sphere (5 % of their diameter); views
+  above ``max_size`` rendered at the scaled camera and compared with the area-averaged photo;
+  the object mask of a render is the sphere's silhouette; the capture's up direction from its
+  cameras, and the turntable circling it.
 """
 
 from __future__ import annotations
@@ -137,13 +142,13 @@ def make_model(radius: float, albedo_scale: float = 1.0) -> ev.TrainedModel:
     sdf = SphereSDF(radius)
     materials = analytic_materials(albedo_scale)
 
-    def render(cameras: Cameras, index: int) -> torch.Tensor:
+    def render(cameras: Cameras, index: int) -> ev.ViewRender:
         with torch.no_grad():
             image = render_patch(
                 sdf, analytic_shader(materials), cameras, index, SurfaceRenderConfig(),
                 training=False,
             )  # fmt: skip
-        return image.color
+        return ev.ViewRender(image.color, image.mask)
 
     return ev.TrainedModel(sdf, render, materials, LIGHT, stage="analytic")
 
@@ -183,7 +188,7 @@ def dataset(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("data")
     cameras = eval_cameras()
     model = make_model(RADIUS)
-    images = torch.stack([model.render(cameras, i) for i in range(3)])
+    images = torch.stack([model.render(cameras, i).color for i in range(3)])
     names = [f"{i:03d}.png" for i in range(3)]
     save_split(root, "test", names, images, cameras)
     write_gt_sphere(root / "gt")
@@ -270,6 +275,10 @@ def test_exact_model_scores_perfectly_and_report_shows_it(dataset, tmp_path):
     assert mean["relight_scale"] == pytest.approx(1.0, abs=1e-3)
     assert mean["relight_psnr"] > 45
     assert len(metrics["per_view"]) == 3 and metrics["info"]["views"] == 3
+    # No GT masks in this dataset: psnr_object is over the render's own object mask.
+    assert mean["psnr_object"] == math.inf
+    assert "3 view(s): no ground-truth mask" in metrics["info"]["object_mask"]
+    assert metrics["info"]["resolution"] == "48x40, the photographs' size"
 
     eval_dir = run / "eval"
     for stem in ("000", "001", "002"):
@@ -360,6 +369,7 @@ def test_cli_help_states_the_real_defaults():
         ("eval", "--f-threshold"): config.f_threshold_fraction,
         ("eval", "--turntable"): config.turntable_frames,
         ("eval", "--relight-spp"): config.relight_spp,
+        ("eval", "--max-size"): config.max_size,
     }
     for (command, flag), value in expected.items():
         assert f"(default {value})" in help_of(command, flag), (command, flag)
@@ -392,15 +402,17 @@ def test_checkpoints_of_both_stages_load_render_and_export(dataset, tmp_path):
     assert model.stage == "stage1" and "stand-in" in model.notice
     assert model.light_intensity == pytest.approx(math.pi * distance**2)
     small = test.cameras.scaled(0.25)
-    image = model.render(small, 0)
-    assert image.shape == (10, 12, 3) and bool(torch.isfinite(image).all())
+    view = model.render(small, 0)
+    assert view.color.shape == (10, 12, 3) and bool(torch.isfinite(view.color).all())
+    assert view.mask.shape == (10, 12) and view.mask.dtype == torch.bool
 
     stage2 = Stage2Config(iterations=1, patch_size=16, light_init_views=1, light_init_size=16)
     train_stage2(data, run, stage2, "cpu", progress=False)
     model = ev.load_trained_model(run, "cpu")
     assert model.stage == "stage2" and not model.notice and model.light_intensity > 0
-    image = model.render(small, 0)
-    assert image.shape == (10, 12, 3) and bool(torch.isfinite(image).all())
+    view = model.render(small, 0)
+    assert view.color.shape == (10, 12, 3) and bool(torch.isfinite(view.color).all())
+    assert view.mask.shape == (10, 12) and view.mask.dtype == torch.bool
     points = torch.tensor([[0.0, 0.0, 0.5], [0.3, 0.1, -0.2]])
     normals = torch.nn.functional.normalize(points, dim=-1)
     with torch.no_grad():
@@ -410,3 +422,163 @@ def test_checkpoints_of_both_stages_load_render_and_export(dataset, tmp_path):
     tiny = ExportConfig(resolution=32, max_faces=800, texture_size=64, progress=False)
     result = ev.export_run(run, tiny, "cpu", data)
     assert result.out_dir == run / "export" and (run / "export" / "scene.xml").is_file()
+
+
+# --------------------------------------------------------------------------- real captures
+def antipodal_sphere_points(radius: float, count: int, seed: int = 0) -> np.ndarray:
+    """``count`` points on a sphere in +-pairs: their component-wise median is exactly 0."""
+    rng = np.random.default_rng(seed)
+    half = rng.normal(size=(count // 2, 3))
+    half *= radius / np.linalg.norm(half, axis=1, keepdims=True)
+    return np.concatenate([half, -half])
+
+
+def test_sfm_points_one_level_up_are_measured_against_the_export_else_the_sdf(dataset, tmp_path):
+    import shutil
+
+    from ironrender.data.colmap_import import SPARSE_POINTS_FILE
+
+    capture = tmp_path / "capture"
+    data = capture / "iron_format"
+    shutil.copytree(dataset / "test", data / "test")  # no gt/: a "real" capture
+    outside = np.array([[1.5, 0.0, 0.0], [0.0, -2.0, 0.3]])  # beyond the unit sphere: ignored
+    points = np.concatenate([antipodal_sphere_points(RADIUS, 2000), outside])
+    np.savez(capture / SPARSE_POINTS_FILE, points=points.astype(np.float32),
+             colors=np.zeros((len(points), 3), np.uint8),
+             track_length=np.full(len(points), 3, np.int32))  # fmt: skip
+    config = ev.EvalConfig(**{**vars(CONFIG), "relight": False, "turntable_frames": 0})
+    model = make_model(RADIUS - 0.05)
+
+    run = tmp_path / "exported"
+    export_sphere(run / "export", 1.0)  # the true sphere as the run's asset
+    metrics = ev.evaluate_run(run, data, "cpu", config, model=model)
+    mean = metrics["mean"]
+    assert mean["sfm_diameter"] == pytest.approx(2 * RADIUS, rel=1e-6)
+    # The tiny export (1500 faces) has chords ~0.07 long, inside the sphere by ~1e-3 = 0.1 % of D.
+    assert mean["sfm_median_percent"] < 0.3 and mean["sfm_within_1pct"] == 1.0
+    assert (
+        "2000 SfM points" in metrics["info"]["sfm"] and "export/mesh.obj" in metrics["info"]["sfm"]
+    )
+
+    run = tmp_path / "not_exported"  # no export: the SDF's own zero level set (radius 0.45)
+    metrics = ev.evaluate_run(run, data, "cpu", config, model=model)
+    mean = metrics["mean"]
+    assert mean["sfm_median_percent"] == pytest.approx(5.0, abs=0.1)
+    assert mean["sfm_p90_percent"] == pytest.approx(5.0, abs=0.15)
+    assert mean["sfm_within_1pct"] == 0.0
+    assert "marching cubes" in metrics["info"]["sfm"]
+    summary = ev.format_summary(metrics)
+    assert "sfm_median_percent" in summary and "99th percentile" in summary
+    html = (run / "report.html").read_text()
+    assert "sfm_p90_percent" in html and "99th percentile" in html
+
+
+def test_area_downsample_is_the_mean_over_each_scaled_pixel():
+    rng = np.random.default_rng(3)
+    image = rng.uniform(size=(8, 12, 3))
+    halved = ev.area_downsample(image, 0.5, (6, 4)).numpy()
+    np.testing.assert_allclose(halved, image.reshape(4, 2, 6, 2, 3).mean(axis=(1, 3)))
+    # A factor that does not divide the size: constants stay, pixel 0 of a 10 -> 3 row covers
+    # input [0, 10/3): pixels 0, 1, 2 and a third of pixel 3.
+    np.testing.assert_allclose(ev.area_downsample(np.full((10, 10), 0.7), 0.3, (3, 3)), 0.7)
+    ramp = np.tile(np.arange(10.0), (10, 1))
+    expected = (0 + 1 + 2 + 3 / 3) / (10 / 3)
+    assert float(ev.area_downsample(ramp, 0.3, (3, 3))[0, 0]) == pytest.approx(expected)
+
+
+def test_views_above_max_size_are_rendered_at_the_scaled_camera(dataset, tmp_path):
+    from ironrender.data.dataset import load_split
+    from ironrender.evaluation import metrics as m
+
+    test = load_split(dataset, "test")
+    model = make_model(RADIUS)
+    config = ev.EvalConfig(**{**vars(CONFIG), "max_size": 24})  # 48x40 -> 24x20
+    rows = ev.evaluate_views(model, test.cameras, test.images, test.names, tmp_path, config)
+    small = test.cameras.scaled(0.5)
+    for i, row in enumerate(rows):
+        direct = model.render(small, i)
+        assert direct.color.shape == (20, 24, 3)
+        pred = ev.encode_8bit(direct.color)
+        photo = ev.encode_8bit(ev.area_downsample(test.images[i], 0.5, (24, 20)))
+        assert row["psnr"] == m.psnr(pred, photo)
+        assert row["psnr_object"] == m.psnr(pred, photo, direct.mask.numpy())
+        from PIL import Image
+
+        with Image.open(tmp_path / f"{row['view']}_pred.png") as written:
+            assert written.size == (24, 20)
+        # The photo is the full-size render of the same model: averaged 2x2 it matches the
+        # half-size render up to the difference between a pixel's mean and its centre sample.
+        assert row["psnr"] > 30
+    note = ev.resolution_note(test.cameras, 24)
+    assert note.startswith("24x20: photographs of 48x40 area-averaged")
+
+
+def test_object_mask_of_a_render_is_the_silhouette():
+    cameras = eval_cameras()
+    view = make_model(RADIUS).render(cameras, 1)
+    rays = cameras.image_rays(1)
+    # Ray o + t d hits the sphere when its distance to the centre, |o x d|, is below the radius;
+    # edge pixels (in the mask) reach about a pixel beyond, so 1.5 pixels at the sphere are left.
+    miss_distance = torch.linalg.cross(rays.origins, rays.directions).norm(dim=-1)
+    margin = 1.5 * float(cameras.centers[1].norm() / cameras.intrinsics[1, 0, 0])
+    inside, outside = miss_distance < RADIUS - margin, miss_distance > RADIUS + margin
+    assert int(inside.sum()) > 100 and int(outside.sum()) > 100
+    assert bool(view.mask[inside].all()) and not bool(view.mask[outside].any())
+    assert bool((view.color[outside] == 0).all())
+
+
+def rotated(cameras: Cameras, rotation: np.ndarray) -> Cameras:
+    """The same capture in a world rotated by ``rotation`` (x' = R x): W2C' = W2C [R^T 0; 0 1]."""
+    world = torch.eye(4, dtype=torch.float64)
+    world[:3, :3] = torch.from_numpy(rotation.T)
+    return Cameras(cameras.intrinsics, cameras.w2c.double() @ world, cameras.sizes)
+
+
+def test_capture_up_is_the_mean_camera_up_in_any_world_frame():
+    from scipy.spatial.transform import Rotation
+
+    from ironrender.evaluation.relight import capture_up
+    from tests.conftest import ring_cameras
+
+    ring = ring_cameras(n=8)  # looking down at the object from above, image up = world +Y
+    np.testing.assert_allclose(capture_up(ring), [0.0, 1.0, 0.0], atol=1e-6)
+    upside_down = Rotation.from_euler("x", 180, degrees=True).as_matrix()  # up -> -Y
+    np.testing.assert_allclose(capture_up(rotated(ring, upside_down)), [0, -1, 0], atol=1e-6)
+    tilt = Rotation.from_euler("zx", [35, -120], degrees=True).as_matrix()
+    np.testing.assert_allclose(capture_up(rotated(ring, tilt)), tilt[:, 1], atol=1e-6)
+
+
+def test_default_synthetic_capture_keeps_plus_y_as_its_up():
+    from ironrender.data.synth import SynthConfig, sample_poses
+    from ironrender.evaluation.relight import capture_up
+
+    synth = SynthConfig()
+    train, test = sample_poses(synth.views, synth.test_views, synth.camera_distance, synth.seed)
+    w2c = torch.cat([train, test])
+    K = torch.eye(3, dtype=torch.float64).expand(len(w2c), 3, 3)
+    up = capture_up(Cameras(K, w2c, torch.tensor([[128, 128]] * len(w2c))))
+    assert math.degrees(math.acos(up[1])) < 0.5  # 0.21 degrees from +Y
+
+
+def test_turntable_circles_the_given_up_and_keeps_the_plus_y_frames():
+    from ironrender.evaluation.relight import TurntableConfig, capture_up, turntable_cameras
+
+    config = TurntableConfig(frames=6, size=32, elevation_deg=20.0, distance=3.0)
+    # +Y: the frames of a turntable about the world's Y axis, as before capture_up existed.
+    plus_y = turntable_cameras(config, np.array([0.0, 1.0, 0.0]))
+    a = torch.arange(6, dtype=torch.float64) * (2 * math.pi / 6)
+    e = math.radians(20.0)
+    eye = 3.0 * torch.stack([math.cos(e) * a.sin(), torch.full_like(a, math.sin(e)),
+                             math.cos(e) * a.cos()], -1)  # fmt: skip
+    expected = look_at(eye, torch.zeros(3).double(), torch.tensor([0.0, 1.0, 0.0]).double())
+    assert torch.equal(plus_y.w2c, expected)
+    for up in (
+        np.array([0.0, -1.0, 0.0]),
+        np.array([0.3, 0.2, -0.9]) / np.linalg.norm([0.3, 0.2, -0.9]),
+    ):
+        cameras = turntable_cameras(config, up)
+        heights = cameras.centers.numpy() @ up
+        np.testing.assert_allclose(heights, 3.0 * math.sin(e), atol=1e-9)
+        np.testing.assert_allclose(capture_up(cameras), up, atol=1e-9)
+        flat = cameras.centers.numpy() - heights[:, None] * up  # one full circle about up
+        np.testing.assert_allclose(flat.sum(0), 0.0, atol=1e-9)

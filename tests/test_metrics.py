@@ -147,3 +147,45 @@ def test_point_to_mesh_matches_the_analytic_distance_to_a_plane():
     points = np.column_stack([rng.uniform(-0.8, 0.8, (200, 2)), rng.uniform(0.2, 0.5, 200)])
     result = metrics.point_to_mesh(points, plane)
     np.testing.assert_allclose(result.distance, points[:, 2] - 0.1, atol=1e-9)
+
+
+# ------------------------------------------------------------------------------------ SfM points
+def antipodal_points(radius: float, count: int, center=(0.0, 0.0, 0.0), seed: int = 9):
+    """Points on a sphere in pairs ``c +- v``: their component-wise median is ``c`` exactly."""
+    v = np.random.default_rng(seed).normal(size=(count // 2, 3))
+    v *= radius / np.linalg.norm(v, axis=1, keepdims=True)
+    return np.asarray(center) + np.concatenate([v, -v])
+
+
+def test_sfm_points_on_the_surface_are_at_zero_and_a_gap_is_a_share_of_their_diameter():
+    center = np.array([0.1, -0.05, 0.2])
+    points = antipodal_points(0.5, 4000, center)
+    surface = trimesh.creation.icosphere(subdivisions=5, radius=0.5).apply_translation(center)
+    larger = trimesh.creation.icosphere(subdivisions=5, radius=0.55).apply_translation(center)
+    # Points beyond the unit sphere (the stand, the room) are left out, whatever their distance.
+    far = np.array([[1.2, 0.0, 0.0], [0.0, 0.9, -0.9]])
+
+    on = metrics.sfm_point_distances(np.concatenate([points, far]), surface)
+    assert len(on.percent) == 4000 and on.points_total == 4002
+    assert on.diameter == pytest.approx(1.0, abs=1e-12)  # 2 x 0.5, from the points alone
+    # Facets lie inside the sphere by at most r (1 - cos(edge / 2r)) ~ 1e-4, i.e. 0.01 % of D.
+    assert on.median_percent < 0.01 and on.p90_percent < 0.015 and on.within_close == 1.0
+
+    gap = metrics.sfm_point_distances(points, larger)
+    assert gap.diameter == on.diameter  # the reference does not move with the mesh
+    assert gap.median_percent == pytest.approx(5.0, abs=0.015)  # 0.05 / 1.0
+    assert gap.p90_percent == pytest.approx(5.0, abs=0.015)
+    assert gap.within_close == 0.0
+
+
+def test_sfm_reference_diameter_ignores_the_farthest_percent():
+    points = antipodal_points(0.5, 2000)
+    strays = antipodal_points(0.95, 10, seed=10)  # 0.5 % of the points, far out
+    assert metrics.sfm_reference_diameter(np.concatenate([points, strays])) == pytest.approx(1.0)
+    assert metrics.sfm_reference_diameter(antipodal_points(0.3, 2000)) == pytest.approx(0.6)
+
+
+def test_sfm_points_outside_the_unit_sphere_only_are_an_error():
+    mesh = trimesh.creation.icosphere(subdivisions=2, radius=0.5)
+    with pytest.raises(ValueError, match="unit sphere"):
+        metrics.sfm_point_distances(np.array([[2.0, 0.0, 0.0]]), mesh)

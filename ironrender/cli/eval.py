@@ -10,14 +10,20 @@ Evaluate the trained model of RUN on the test split of its dataset and write RUN
 
 * Held-out views: rendered by the model under the capture's flash; PSNR and SSIM on the 8-bit
   gamma-encoded images over the full image (IRON's protocol), LPIPS when `lpips` is installed,
-  and psnr_object over the ground-truth mask (synthetic data).
+  and psnr_object over the object: the ground-truth mask (synthetic data), else the pixels the
+  recovered geometry covers (real captures). Views larger than --max-size are rendered at a
+  scaled camera and compared with the photograph reduced by area averaging.
+* With SfM points (DATA/sparse_points_norm.npz or one level up; `iron import` writes them):
+  each point's distance to the reconstructed mesh, in % of the points' own diameter
+  (2 x the 99th percentile of their distance from their median): median, 90th percentile and
+  the share within 1 %. Real captures have no ground truth; these points are a reference.
 * With DATA/gt (from `iron synth`): Chamfer distance (IRON's definition, scene units, and in % of
   the GT bounding-sphere diameter), F-score at 1% of that diameter, normal consistency;
   diffuse-albedo PSNR after a per-channel scale (albedo and light are known only up to a
   scale), GGX-alpha error, light-intensity ratio.
 * Relighting: the EXPORTED asset (RUN/export, exported first if missing) rendered by Mitsuba 3
   under DATA/gt/envmap.exr from the test cameras vs DATA/gt/relit: raw, and after one fitted
-  global scale; plus turntable frames under a flash.
+  global scale; plus turntable frames under a flash, circling the capture's up direction.
 """
 
 EPILOG = """\
@@ -60,6 +66,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=float,
         help="F-score threshold as a fraction of the GT bounding-sphere diameter (default 0.01)",
     )
+    parser.add_argument(
+        "--max-size",
+        type=int,
+        help="longest side of the evaluated views; larger ones are scaled down, 0 for none"
+        " (default 512)",
+    )
     parser.add_argument("--no-edges", action="store_true", help="render views without edges")
     parser.add_argument("--no-relight", action="store_true", help="skip relighting")
     parser.add_argument(
@@ -92,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
 
     given = {
         "max_views": args.views,
+        "max_size": args.max_size,
         "mesh_resolution": args.mesh_resolution,
         "mesh_samples": args.mesh_samples,
         "f_threshold_fraction": args.f_threshold,

@@ -23,7 +23,10 @@ bindings; nothing of SfM is written by hand). The pipeline, in the order of this
 5. **Check for folding** (:func:`check_folding`): a repetitive object can be reconstructed with
    its back folded onto its front, every image registered and a small reprojection error.
 6. **Split and write**: a seeded train/test split, images resized in linear radiance, written by
-   :func:`ironrender.data.dataset.save_split`; ``normalization.json`` and ``import_report.json``.
+   :func:`ironrender.data.dataset.save_split`; ``normalization.json``, ``import_report.json`` and
+   the sparse points in the normalized frame, ``sparse_points_norm.npz`` (``points`` (M, 3)
+   float32, ``colors`` (M, 3) uint8, ``track_length`` (M,) int32), which ``iron eval`` measures
+   the reconstruction against.
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ WORK_DIR = "colmap"
 STAGED_IMAGES = "images"
 NORMALIZATION_FILE = "normalization.json"
 REPORT_FILE = "import_report.json"
+SPARSE_POINTS_FILE = "sparse_points_norm.npz"
 # EXIF tag 0x0112 (orientation): values 5-8 rotate by 90 degrees, swapping width and height.
 EXIF_ORIENTATION_TAG = 0x0112
 EXIF_TRANSPOSED_ORIENTATIONS = (5, 6, 7, 8)
@@ -299,7 +303,7 @@ def import_photos(
         reprojection_error = float(reconstruction.compute_mean_reprojection_error())
 
         say("[3/5] normalizing the scene into the unit sphere")
-        points, track_lengths = _sparse_points(reconstruction)
+        points, track_lengths, colors = _sparse_points(reconstruction)
         normalization = estimate_normalization(
             views.w2c, points, track_lengths, config.normalization, warnings
         )
@@ -344,6 +348,12 @@ def import_photos(
         shutil.rmtree(work / STAGED_IMAGES, ignore_errors=True)
         shutil.rmtree(work / "undistorted" / "images", ignore_errors=True)
     (out / NORMALIZATION_FILE).write_text(json.dumps(normalization.to_json(), indent=1) + "\n")
+    np.savez_compressed(
+        out / SPARSE_POINTS_FILE,
+        points=normalization.apply(points).astype(np.float32),
+        colors=colors,
+        track_length=track_lengths.astype(np.int32),
+    )
     report = ImportReport(
         out_dir=out,
         num_photos=len(photos),
@@ -739,13 +749,14 @@ def _undistort(pycolmap, model_path: Path, staged: dict[str, Path], work: Path):
     return undistorted, paths
 
 
-def _sparse_points(model) -> tuple[np.ndarray, np.ndarray]:
-    """Sparse points (M, 3) in COLMAP's frame and their track lengths (M,)."""
-    points = [(p.xyz, p.track.length()) for p in model.points3D.values()]
+def _sparse_points(model) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sparse points (M, 3) in COLMAP's frame, their track lengths (M,) and colours (M, 3)."""
+    points = [(p.xyz, p.track.length(), p.color) for p in model.points3D.values()]
     if not points:
-        return np.zeros((0, 3)), np.zeros(0, dtype=np.int64)
+        return np.zeros((0, 3)), np.zeros(0, dtype=np.int64), np.zeros((0, 3), dtype=np.uint8)
     xyz = np.array([p[0] for p in points], dtype=np.float64)
-    return xyz, np.array([p[1] for p in points], dtype=np.int64)
+    colors = np.array([p[2] for p in points], dtype=np.uint8)
+    return xyz, np.array([p[1] for p in points], dtype=np.int64), colors
 
 
 # --------------------------------------------------------------------------------- normalization

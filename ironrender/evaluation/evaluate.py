@@ -17,9 +17,31 @@ folder (``DATA/test``, optionally ``DATA/gt`` from ``iron synth``) and writes ``
 photograph are compared as the 8-bit gamma-encoded images written to disk,
 ``round(255 clip(x, 0, 1)^(1/2.2)) / 255``, over the full image (black background included),
 PSNR ``10 log10(1 / MSE)`` and SSIM (skimage settings), averaged over views; LPIPS-Alex where
-the ``lpips`` package is importable. ``psnr_object`` also reports PSNR over the pixels the
-ground-truth mask covers (synthetic data), because the black background inflates the
-full-image number. A perfect prediction gives PSNR = inf (written as ``Infinity`` in JSON).
+the ``lpips`` package is importable. A perfect prediction gives PSNR = inf (written as
+``Infinity`` in JSON).
+
+``psnr_object`` is the PSNR over the object's pixels only, because the background (black in a
+synthetic capture, a dim room in a real one) inflates or muddies the full-image number. The
+object is the ground-truth mask where the dataset has one (``DATA/gt/masks/test``, synthetic
+captures), else the pixels the recovered geometry covers in the render itself (stage 2: a
+sphere-traced hit or an edge pixel, ``RenderedImage.mask``; stage 1: volume opacity > 0.5);
+``info["object_mask"]`` says which. A geometry mask favours a model that leaves out what it
+renders badly, so compare it between runs only with the full-image numbers beside it.
+
+**Resolution**: views whose longest side exceeds ``max_size`` are evaluated at a scale
+``s = max_size / longest side``: the model renders the camera ``Cameras.scaled(s)`` (``K``
+scaled by ``s``, sizes rounded), and the photograph (and a GT mask) is reduced to that size by
+area averaging in linear radiance, output pixel ``a`` being the mean of the input over
+``[a / s, (a + 1) / s)`` (:func:`area_downsample`), which is what the scaled camera's pixel sees.
+Smaller views are evaluated as they are. ``info["resolution"]`` records the sizes.
+
+**Structure-from-motion points** (``DATA/sparse_points_norm.npz``, or one level up; written by
+``iron import``): a real capture has no GT mesh, but its SfM points lie on the object's surface.
+Each point inside the unit sphere is measured against the reconstructed mesh
+(``RUN/export/mesh.obj`` if present, else the marching-cubes mesh of the SDF as for geometry), in
+percent of the points' own reference diameter ``D = 2 P99(|p - median(p)|)``
+(:func:`ironrender.evaluation.metrics.sfm_point_distances`): ``sfm_median_percent``,
+``sfm_p90_percent`` and ``sfm_within_1pct`` (the share within 1 % of D), ``sfm_diameter`` = D.
 
 **Geometry** (``DATA/gt/mesh.obj``): the zero level set of the trained SDF is extracted by
 marching cubes (``mesh_resolution``, largest component, :func:`ironrender.export.mesh.
@@ -102,6 +124,9 @@ SUMMARY_KEYS = (
     "lpips",
     "psnr_object",
     "chamfer_percent",
+    "sfm_median_percent",
+    "sfm_p90_percent",
+    "sfm_within_1pct",
     "f_score",
     "normal_consistency",
     "albedo_psnr",
@@ -111,6 +136,8 @@ SUMMARY_KEYS = (
     "relight_psnr_scaled",
     "relight_scale",
 )
+#: ``metrics["info"]`` entries that say what the numbers were measured on (summary, report).
+SUMMARY_NOTES = ("resolution", "object_mask", "sfm")
 
 
 @dataclass
@@ -120,6 +147,7 @@ class EvalConfig:
     max_views: int = 0  # 0: every test view
     edges: bool = True  # stage-2 renders with edge pixels blended (as trained)
     render_chunk_rows: int = 64
+    max_size: int = 512  # longest side views are evaluated at (larger ones are scaled); 0: any
     error_gain: float = 4.0  # the error images show |pred - gt| times this
     mesh_resolution: int = 192  # as the fast export: ~7M SDF queries
     mesh_samples: int = 50_000
@@ -138,16 +166,25 @@ class EvalConfig:
 
 # ----------------------------------------------------------------------------- the model
 @dataclass
+class ViewRender:
+    """One rendered view: ``color`` (H, W, 3) linear radiance, ``mask`` (H, W) bool, the pixels
+    the recovered object covers."""
+
+    color: Tensor
+    mask: Tensor
+
+
+@dataclass
 class TrainedModel:
     """What evaluation needs from a run, whatever stage produced it.
 
-    ``render(cameras, index) -> (H, W, 3)`` linear radiance of one full view under the capture's
-    flash; ``materials_fn(points, unit normals) -> {diffuse_albedo, specular_albedo,
-    roughness}`` (GGX alpha); ``light_intensity`` the flash intensity I those materials go with.
+    ``render(cameras, index) -> ViewRender`` of one full view under the capture's flash;
+    ``materials_fn(points, unit normals) -> {diffuse_albedo, specular_albedo, roughness}`` (GGX
+    alpha); ``light_intensity`` the flash intensity I those materials go with.
     """
 
     sdf: SDFField
-    render: Callable[[Cameras, int], Tensor]
+    render: Callable[[Cameras, int], ViewRender]
     materials_fn: MaterialsFn | None = None
     light_intensity: float | None = None
     stage: str = "stage2"
@@ -168,7 +205,8 @@ def load_trained_model(
     a stand-in (notice in ``TrainedModel.notice``): diffuse albedo = the radiance field seen
     along ``-n`` (decoded to linear), F0 = 0.04, alpha = 0.3, and the light ``I = pi d^2`` with
     ``d`` the typical camera distance, so that a frontal surface at the capture distance renders
-    at its stage-1 colour (``L = I / d^2 rho / pi``).
+    at its stage-1 colour (``L = I / d^2 rho / pi``). A stage-2 view's object mask is
+    ``RenderedImage.mask`` (hit or edge pixel), a stage-1 view's the pixels of opacity > 0.5.
     """
     run_dir = Path(run_dir)
     device = torch.device(device)
@@ -192,19 +230,21 @@ def _load_stage2_model(
         load_stage2,
         render_view,
         scene_render_config,
+        stage1_background,
     )
 
     sdf, materials = load_stage2(run_dir, device)
     path = run_dir / STAGE_DIR / CHECKPOINT_NAME
     config = from_dict(Stage2Config, load_checkpoint(path, "cpu")["config"], str(path))
+    background = stage1_background(run_dir, config, device)  # what missed rays saw in training
 
-    def render(cameras: Cameras, index: int) -> Tensor:
+    def render(cameras: Cameras, index: int) -> ViewRender:
         settings = scene_render_config(config, cameras)
         image = render_view(
             sdf, materials, cameras, index, settings, edges=edges and config.edges,
-            chunk_rows=chunk_rows,
+            chunk_rows=chunk_rows, background=background,
         )  # fmt: skip
-        return image.color
+        return ViewRender(image.color, image.mask)
 
     return TrainedModel(
         sdf=sdf,
@@ -232,13 +272,13 @@ def _load_stage1_model(
     def to_linear(rgb: Tensor) -> Tensor:
         return rgb.clamp(0.0, 1.0) ** GAMMA if gamma_domain else rgb
 
-    def render(cameras: Cameras, index: int) -> Tensor:
+    def render(cameras: Cameras, index: int) -> ViewRender:
         with torch.no_grad():
             out = render_image(
                 cameras, index, model.sdf, model.radiance, model.variance.inv_s(),
                 model.background, config.volume, chunk=config.log.render_chunk,
             )  # fmt: skip
-        return to_linear(out.rgb)
+        return ViewRender(to_linear(out.rgb), out.opacity > MASK_THRESHOLD)
 
     def materials_fn(points: Tensor, normals: Tensor) -> dict[str, Tensor]:
         features = model.sdf(points).features
@@ -287,18 +327,34 @@ def resolve_data_dir(run_dir: str | Path, data_dir: str | Path | None) -> Path:
     return path
 
 
-def median_camera_distance(data_dir: Path | None) -> float | None:
-    """Median |camera centre| of the training split, or None when there is no dataset."""
+def split_cameras(data_dir: Path | None, split: str) -> Cameras | None:
+    """The cameras of ``DATA/<split>/cam_dict_norm.json`` (no images read), or None."""
     if data_dir is None:
         return None
     from ironrender.data.dataset import CAMERA_FILE, cameras_from_dict, read_camera_dict
 
-    path = data_dir / "train" / CAMERA_FILE
+    path = data_dir / split / CAMERA_FILE
     if not path.is_file():
         return None
     entries = read_camera_dict(path)
-    cameras = cameras_from_dict(entries, list(entries))
-    return float(cameras.centers.norm(dim=-1).median())
+    return cameras_from_dict(entries, list(entries))
+
+
+def median_camera_distance(data_dir: Path | None) -> float | None:
+    """Median |camera centre| of the training split, or None when there is no dataset."""
+    cameras = split_cameras(data_dir, "train")
+    return None if cameras is None else float(cameras.centers.norm(dim=-1).median())
+
+
+def dataset_up(data_dir: Path) -> np.ndarray:
+    """The capture's up direction from all its cameras, train and test
+    (:func:`ironrender.evaluation.relight.capture_up`)."""
+    from ironrender.evaluation.relight import capture_up
+
+    parts = [c for split in ("train", "test") if (c := split_cameras(data_dir, split)) is not None]
+    w2c = torch.cat([c.w2c.double() for c in parts])
+    intrinsics = torch.cat([c.intrinsics.double() for c in parts])
+    return capture_up(Cameras(intrinsics, w2c, torch.cat([c.sizes for c in parts])))
 
 
 def export_run(
@@ -320,17 +376,19 @@ def export_run(
         from ironrender.pipeline import fast_export_config
 
         config = fast_export_config()
+    try:
+        data = resolve_data_dir(run_dir, data_dir)
+    except IronError:
+        data = None
     if model is None:
-        try:
-            data = resolve_data_dir(run_dir, data_dir)
-        except IronError:
-            data = None
         model = load_trained_model(run_dir, device, median_camera_distance(data))
         if model.notice:
             print(f"notice: {model.notice}")
     if model.materials_fn is None or model.light_intensity is None:
         raise IronError("the model has no materials to export")
-    return export_asset(
+    # The capture's up tells the object selection which side of a support plane is the object.
+    up = dataset_up(data) if data is not None else None
+    result = export_asset(
         model.sdf,
         model.materials_fn,
         model.light_intensity,
@@ -338,7 +396,11 @@ def export_run(
         config,
         device,
         model.diffuse_model,
+        up=up,
     )
+    if result.selection is not None:
+        print(result.selection.summary())
+    return result
 
 
 # ----------------------------------------------------------------------------- images
@@ -374,6 +436,37 @@ def _mean(rows: list[dict], key: str) -> float | None:
     return float(np.mean(values)) if values else None
 
 
+def evaluation_scale(width: int, height: int, max_size: int) -> float:
+    """``max_size / longest side`` for a view larger than ``max_size`` (> 0), else 1."""
+    longest = max(width, height)
+    return max_size / longest if 0 < max_size < longest else 1.0
+
+
+def _area_weights(n_in: int, n_out: int, scale: float, device: torch.device) -> Tensor:
+    """(n_out, n_in): output pixel ``a`` covers ``[a / s, (a + 1) / s)`` of the input, clipped to
+    ``[0, n_in)``; its weight on input pixel ``[k, k + 1)`` is the overlap, rows summing to 1."""
+    edges = (torch.arange(n_out + 1, dtype=torch.float64, device=device) / scale).clamp(max=n_in)
+    k = torch.arange(n_in, dtype=torch.float64, device=device)
+    overlap = torch.minimum(edges[1:, None], k + 1) - torch.maximum(edges[:-1, None], k)
+    overlap = overlap.clamp_min(0.0)
+    return overlap / overlap.sum(dim=1, keepdim=True)
+
+
+def area_downsample(image: Tensor | np.ndarray, scale: float, size: tuple[int, int]) -> Tensor:
+    """An (H, W, C) or (H, W) image reduced to ``size = (w, h)`` by area averaging (float64).
+
+    Output pixel ``(a, b)`` is the mean of the input over ``[b / s, (b + 1) / s) x
+    [a / s, (a + 1) / s)`` (``x`` then ``y``; partial pixels weighted by their overlap): the
+    radiance a camera scaled by ``s`` (``Cameras.scaled``) integrates over its pixel.
+    """
+    image = torch.as_tensor(image).to(torch.float64)
+    flat = image if image.ndim == 3 else image[..., None]
+    rows = _area_weights(flat.shape[0], size[1], scale, flat.device)
+    cols = _area_weights(flat.shape[1], size[0], scale, flat.device)
+    out = torch.einsum("ah,hwc,bw->abc", rows, flat, cols)
+    return out if image.ndim == 3 else out[..., 0]
+
+
 def evaluate_views(
     model: TrainedModel,
     cameras: Cameras,
@@ -383,18 +476,67 @@ def evaluate_views(
     config: EvalConfig,
     masks: list[np.ndarray | None] | None = None,
 ) -> list[dict]:
-    """Render each view, write the image triplet, return per-view scores."""
+    """Render each view, write the image triplet, return per-view scores.
+
+    A view larger than ``config.max_size`` is rendered at ``Cameras.scaled(s)`` and compared with
+    its photograph (and GT mask) reduced by :func:`area_downsample`. ``psnr_object`` takes the GT
+    mask ``masks[i]`` where there is one, else the render's own object mask.
+    """
     from tqdm.auto import tqdm
 
     rows = []
     for i in tqdm(range(len(names)), desc="eval views", unit="view", disable=not config.progress):
-        pred = encode_8bit(model.render(cameras, i))
-        gt = encode_8bit(images[i])
+        gt_mask = masks[i] if masks is not None else None
+        scale = evaluation_scale(cameras.width(i), cameras.height(i), config.max_size)
+        if scale == 1.0:
+            view = model.render(cameras, i)
+            photo = images[i]
+        else:
+            scaled = cameras.scaled(scale)
+            size = (scaled.width(i), scaled.height(i))
+            view = model.render(scaled, i)
+            photo = area_downsample(images[i], scale, size)
+            if gt_mask is not None:
+                gt_mask = area_downsample(gt_mask, scale, size).cpu().numpy() >= MASK_THRESHOLD
+        pred = encode_8bit(view.color)
+        gt = encode_8bit(photo)
         stem = Path(names[i]).stem
         _write_triplet(out_dir, stem, pred, gt, config.error_gain)
-        mask = masks[i] if masks is not None else None
+        mask = gt_mask if gt_mask is not None else view.mask.detach().cpu().numpy()
         rows.append({"view": stem} | image_scores(pred, gt, mask))
     return rows
+
+
+def resolution_note(cameras: Cameras, max_size: int) -> str:
+    """The sizes the views were evaluated at, for ``info["resolution"]`` and the report."""
+    notes = []
+    for i in range(len(cameras)):
+        width, height = cameras.width(i), cameras.height(i)
+        scale = evaluation_scale(width, height, max_size)
+        if scale == 1.0:
+            notes.append(f"{width}x{height}, the photographs' size")
+        else:
+            small = cameras[i].scaled(scale)
+            notes.append(
+                f"{small.width()}x{small.height()}: photographs of {width}x{height} area-averaged"
+                f" and cameras scaled by {scale:.4g} (max_size {max_size})"
+            )
+    return "; ".join(dict.fromkeys(notes))
+
+
+def object_mask_note(masks: list[np.ndarray | None] | None, count: int) -> str:
+    """Which mask ``psnr_object`` used, for ``info["object_mask"]`` and the report."""
+    with_gt = 0 if masks is None else sum(m is not None for m in masks)
+    parts = []
+    if with_gt:
+        parts.append(f"{with_gt} view(s): ground-truth mask (gt/masks/test)")
+    if count - with_gt:
+        parts.append(
+            f"{count - with_gt} view(s): no ground-truth mask, the pixels the recovered geometry"
+            " covers in the render (stage 2: sphere-traced hit or edge pixel; stage 1: opacity"
+            f" > {MASK_THRESHOLD})"
+        )
+    return "psnr_object over " + "; ".join(parts)
 
 
 def _read_masks(gt_dir: Path, names: list[str]) -> list[np.ndarray | None] | None:
@@ -429,14 +571,20 @@ def load_gt_mesh(gt_dir: Path):
     return trimesh.load(gt_dir / "mesh.obj", force="mesh", process=False)
 
 
+def marching_cubes_mesh(sdf: SDFField, config: EvalConfig, device: torch.device | str):
+    """The zero level set at ``config.mesh_resolution`` inside the unit cube, largest component."""
+    from ironrender.export.mesh import extract_mesh
+
+    return extract_mesh(sdf, config.mesh_resolution, 1.0, QUERY_CHUNK, device, True)
+
+
 def geometry_metrics(
     sdf: SDFField, gt_mesh, config: EvalConfig, device: torch.device | str
 ) -> dict[str, float]:
     """Chamfer (and % of the GT diameter), F-score and normal consistency; module docstring."""
     from ironrender.evaluation.metrics import mesh_metrics
-    from ironrender.export.mesh import extract_mesh
 
-    pred = extract_mesh(sdf, config.mesh_resolution, 1.0, QUERY_CHUNK, device, True)
+    pred = marching_cubes_mesh(sdf, config, device)
     diameter = bounding_diameter(gt_mesh)
     threshold = config.f_threshold_fraction * diameter
     result = mesh_metrics(pred, gt_mesh, threshold, config.mesh_samples, config.seed)
@@ -448,6 +596,69 @@ def geometry_metrics(
         "normal_consistency": result.normal_consistency,
         "gt_diameter": diameter,
     }
+
+
+# ----------------------------------------------------------------------------- SfM points
+def find_sparse_points(data_dir: Path) -> Path | None:
+    """``DATA/sparse_points_norm.npz``, else the same file one level up (a capture folder that
+    holds the dataset beside its SfM output), else None."""
+    from ironrender.data.colmap_import import SPARSE_POINTS_FILE
+
+    for folder in (data_dir, data_dir.parent):
+        if (folder / SPARSE_POINTS_FILE).is_file():
+            return folder / SPARSE_POINTS_FILE
+    return None
+
+
+def read_sparse_points(path: Path) -> np.ndarray:
+    """The (N, 3) ``points`` of a sparse-points file (normalised frame)."""
+    try:
+        with np.load(path) as data:
+            points = np.asarray(data["points"], dtype=np.float64)
+    except (OSError, ValueError, KeyError) as exc:
+        raise IronError(f"{path}: not a sparse-points file ({exc})") from exc
+    if points.ndim != 2 or points.shape[1] != 3:
+        raise IronError(f"{path}: points of shape {points.shape}, expected (N, 3)")
+    return points
+
+
+def reconstructed_mesh(
+    model: TrainedModel, export_dir: Path, config: EvalConfig, device: torch.device | str
+):
+    """The mesh a user gets (``export/mesh.obj``) if present, else the SDF's marching-cubes mesh.
+
+    Returns ``(mesh, description)``.
+    """
+    import trimesh
+
+    from ironrender.export.writers import OBJ_NAME
+
+    path = export_dir / OBJ_NAME
+    if path.is_file():
+        mesh = trimesh.load(path, force="mesh", process=False, skip_materials=True)
+        return mesh, f"{EXPORT_DIR}/{OBJ_NAME} ({len(mesh.faces)} faces)"
+    mesh = marching_cubes_mesh(model.sdf, config, device)
+    return mesh, f"marching cubes of the SDF at {config.mesh_resolution}^3, largest component"
+
+
+def sfm_metrics(points: np.ndarray, mesh) -> tuple[dict[str, float], int]:
+    """Distances of the SfM points inside the unit sphere to ``mesh`` (module docstring).
+
+    Returns the ``mean`` entries and the number of points measured.
+    """
+    from ironrender.evaluation.metrics import sfm_point_distances
+
+    try:
+        result = sfm_point_distances(points, mesh)
+    except ValueError as exc:
+        raise IronError(str(exc)) from exc
+    scores = {
+        "sfm_median_percent": result.median_percent,
+        "sfm_p90_percent": result.p90_percent,
+        "sfm_within_1pct": result.within_close,
+        "sfm_diameter": result.diameter,
+    }
+    return scores, len(result.percent)
 
 
 # ----------------------------------------------------------------------------- materials
@@ -640,9 +851,10 @@ def relight_metrics(
     }
 
 
-def write_turntable(export_dir: Path, out_dir: Path, distance: float, fov: float, size: int,
-                    config: EvalConfig) -> list[Path]:  # fmt: skip
-    """``config.turntable_frames`` flash-lit frames of the exported asset (PNG)."""
+def write_turntable(export_dir: Path, out_dir: Path, up: np.ndarray, distance: float, fov: float,
+                    size: int, config: EvalConfig) -> list[Path]:  # fmt: skip
+    """``config.turntable_frames`` flash-lit frames of the exported asset (PNG), the cameras
+    circling the capture's up direction ``up``."""
     from ironrender.data.images import write_image
     from ironrender.evaluation.relight import TurntableConfig, render_turntable
 
@@ -654,7 +866,7 @@ def write_turntable(export_dir: Path, out_dir: Path, distance: float, fov: float
         distance=distance,
         fov_deg=fov,
     )
-    frames = render_turntable(export_dir, turntable, seed=config.seed)
+    frames = render_turntable(export_dir, up, turntable, seed=config.seed)
     paths = []
     for k, frame in enumerate(frames):
         path = out_dir / f"frame_{k:02d}.png"
@@ -690,7 +902,9 @@ def evaluate_run(
     data = resolve_data_dir(run_dir, data_dir)
     gt_dir = data / GT_DIR
     eval_dir = run_dir / EVAL_DIR
+    export_dir = run_dir / EXPORT_DIR
     timings: dict[str, float] = {}
+    notes: dict[str, str] = {}
 
     if model is None:
         model = load_trained_model(
@@ -736,7 +950,6 @@ def evaluate_run(
         timings["materials"] = time.perf_counter() - start
 
     relight = None
-    export_dir = run_dir / EXPORT_DIR
     wants_asset = config.relight or config.turntable_frames > 0
     if wants_asset and not (export_dir / "scene.xml").is_file() and config.export_if_missing:
         print(f"exporting the asset first ({export_dir}; `iron export` sets its options)")
@@ -746,6 +959,22 @@ def evaluate_run(
         quick = dataclasses.replace(fast_export_config(), progress=config.progress)
         export_run(run_dir, quick, device, data, model)
         timings["export"] = time.perf_counter() - start
+    sparse_points = find_sparse_points(data)
+    if sparse_points is not None:
+        start = time.perf_counter()
+        try:
+            mesh, source = reconstructed_mesh(model, export_dir, config, device)
+            scores, measured = sfm_metrics(read_sparse_points(sparse_points), mesh)
+            mean |= scores
+            notes["sfm"] = (
+                f"{measured} SfM points of {sparse_points} inside the unit sphere vs {source}:"
+                " distance to the mesh in % of D = 2 x the 99th percentile of the points'"
+                " distance from their median (sfm_diameter); median, 90th percentile, share"
+                " within 1 % of D"
+            )
+        except IronError as exc:  # e.g. the SDF has no zero crossing
+            print(f"warning: no SfM-point metrics: {exc}")
+        timings["sfm"] = time.perf_counter() - start
     if config.relight and (export_dir / "scene.xml").is_file() and gt_dir.is_dir():
         start = time.perf_counter()
         relight = relight_metrics(
@@ -760,11 +989,17 @@ def evaluate_run(
         timings["relight"] = time.perf_counter() - start
     if config.turntable_frames > 0 and (export_dir / "scene.xml").is_file():
         start = time.perf_counter()
+        up = dataset_up(data)
         distance = float(cameras.centers.norm(dim=-1).median())
         K = cameras.intrinsics[0]
         fov = math.degrees(2.0 * math.atan(cameras.width(0) / (2.0 * float(K[0, 0]))))
-        size = cameras.width(0)
-        write_turntable(export_dir, eval_dir / TURNTABLE_DIR, distance, fov, size, config)
+        size = cameras.width(0)  # square frames as wide as the views, within max_size
+        size = min(size, config.max_size) if config.max_size > 0 else size
+        write_turntable(export_dir, eval_dir / TURNTABLE_DIR, up, distance, fov, size, config)
+        notes["turntable"] = (
+            f"{size}x{size}, cameras circling the capture's up direction"
+            f" ({', '.join(f'{x:.3f}' for x in up)}: the mean of the cameras' up vectors)"
+        )
         timings["turntable"] = time.perf_counter() - start
 
     metrics = {
@@ -777,6 +1012,9 @@ def evaluate_run(
             "data": str(data),
             "views": count,
             "image_metrics": "8-bit gamma-2.2 images as written, full image (IRON)",
+            "resolution": resolution_note(cameras, config.max_size),
+            "object_mask": object_mask_note(masks, count),
+            **notes,
             "f_threshold": "f_threshold_fraction of the GT bounding-sphere diameter",
             "config": {k: v for k, v in vars(config).items()},
             "seconds": timings,
@@ -801,7 +1039,8 @@ def _gt_light(gt_dir: Path) -> float | None:
 
 
 def format_summary(metrics: dict) -> str:
-    """A short two-column table of the headline metrics."""
+    """A short two-column table of the headline metrics, then what they were measured on
+    (``info``'s ``SUMMARY_NOTES``: resolution, object mask, SfM-point definition)."""
     mean = metrics.get("mean", {})
     rows = [(key, mean[key]) for key in SUMMARY_KEYS if mean.get(key) is not None]
     width = max((len(key) for key, _ in rows), default=0)
@@ -809,12 +1048,15 @@ def format_summary(metrics: dict) -> str:
     info = metrics.get("info", {})
     if info:
         lines.insert(0, f"model: {info.get('model')}  views: {info.get('views')}")
+        lines += [f"{key}: {info[key]}" for key in SUMMARY_NOTES if info.get(key)]
     return "\n".join(lines)
 
 
 __all__ = [
     "EvalConfig",
     "TrainedModel",
+    "ViewRender",
+    "area_downsample",
     "encode_8bit",
     "evaluate_run",
     "export_run",
@@ -823,4 +1065,5 @@ __all__ = [
     "project_to_surface",
     "resolve_data_dir",
     "sample_texture",
+    "sfm_metrics",
 ]

@@ -29,6 +29,13 @@ uniformly by area (``n_points`` each, seeded); each sample's distance to the *ot
   the closest triangle on the other mesh, averaged over both directions (orientation-agnostic,
   as in Occupancy Networks).
 
+Structure-from-motion points (real captures, no ground truth): :func:`sfm_point_distances` measures
+each sparse point's exact distance to the reconstructed mesh (:func:`point_to_mesh`) in percent
+of a reference diameter taken from the points alone, ``D = 2 P99(|p - median(p)|)`` (component-wise
+median; the 99th percentile ignores the few stray points far from the object), so the scale does
+not move with the reconstruction it judges. SfM points are noisy and include some background, so
+the robust summaries are reported: the median, the 90th percentile and the share within 1 % of D.
+
 Material metrics: :func:`aligned_albedo_psnr` removes the albedo/light scale ambiguity with a
 per-channel least-squares scale; :func:`roughness_error` is the mean absolute error of the GGX
 alpha (optionally of the perceptual roughness sqrt(alpha)).
@@ -58,6 +65,12 @@ DISTANCE_BATCH = 16384
 DEFAULT_MESH_SAMPLES = 50_000
 #: Default F-score threshold, in scene units (the object is inside the unit sphere).
 DEFAULT_F_THRESHOLD = 0.01
+#: SfM points farther than this from the origin are left out (the object is in the unit sphere).
+SFM_BOUND = 1.0
+#: Percentile of the points' distance from their median that sets the reference radius.
+SFM_REFERENCE_PERCENTILE = 99.0
+#: "Close" SfM point: within this percentage of the reference diameter.
+SFM_CLOSE_PERCENT = 1.0
 
 
 # ------------------------------------------------------------------------------------ images
@@ -302,3 +315,50 @@ def mesh_metrics(
         f_threshold=f_threshold,
         normal_consistency=normal_consistency_from(comparison),
     )
+
+
+# ------------------------------------------------------------------------------------ SfM points
+def sfm_reference_diameter(points: np.ndarray) -> float:
+    """``D = 2 P99(|p - median(p)|)``: the points' own size, independent of any reconstruction."""
+    points = np.asarray(points, dtype=np.float64)
+    center = np.median(points, axis=0)
+    radius = np.percentile(np.linalg.norm(points - center, axis=1), SFM_REFERENCE_PERCENTILE)
+    return 2.0 * float(radius)
+
+
+@dataclass
+class SfMDistances:
+    """Distances of the SfM points inside ``SFM_BOUND`` to a mesh, in % of ``diameter``."""
+
+    percent: np.ndarray  # (N,) 100 d(p, mesh) / diameter
+    diameter: float  # reference diameter D (scene units), sfm_reference_diameter
+    points_total: int  # points given, before the unit-sphere cut
+
+    @property
+    def median_percent(self) -> float:
+        return float(np.median(self.percent))
+
+    @property
+    def p90_percent(self) -> float:
+        return float(np.percentile(self.percent, 90.0))
+
+    @property
+    def within_close(self) -> float:
+        """Share of the points within ``SFM_CLOSE_PERCENT`` % of D (0 to 1)."""
+        return float((self.percent <= SFM_CLOSE_PERCENT).mean())
+
+
+def sfm_point_distances(points: np.ndarray, mesh: trimesh.Trimesh) -> SfMDistances:
+    """Each point with ``|p| < SFM_BOUND`` to ``mesh``: ``100 d(p, mesh) / D`` (module docstring).
+
+    Raises ValueError when no point lies inside the bound or the points have no extent.
+    """
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    inside = points[np.linalg.norm(points, axis=1) < SFM_BOUND]
+    if len(inside) == 0:
+        raise ValueError(f"none of the {len(points)} SfM points lies inside the unit sphere")
+    diameter = sfm_reference_diameter(inside)
+    if diameter <= 0.0:
+        raise ValueError("the SfM points inside the unit sphere have no extent")
+    distance = point_to_mesh(inside, mesh).distance
+    return SfMDistances(100.0 * distance / diameter, diameter, len(points))

@@ -10,7 +10,9 @@ BSDF attached) is moved into new scenes:
   integrator the synthetic ground truth used (``direct``: emitter + BSDF samples with MIS,
   shadows, no interreflection; emitter hidden so the background is black);
 * **turntable**: the shape under a point light at the camera centre (the capture setting,
-  intensity from ``light.json``), cameras on a circle about the world's +Y axis.
+  intensity from ``light.json``), cameras on a circle about the capture's own up direction
+  (:func:`capture_up`; a capture's world frame has no preferred axis, and an imported one often
+  has its up along -Y).
 
 Cameras: our OpenCV world-to-camera matrices become Mitsuba ``perspective`` sensors through
 :func:`ironrender.data.mitsuba_backend.perspective_sensor` (``to_world = C2W diag(-1, -1, 1)``,
@@ -43,7 +45,8 @@ FLASH_INTEGRATOR = {"type": "direct", "emitter_samples": 1, "bsdf_samples": 0}
 #: Distinct sampler seeds per rendered view, offset per purpose so no two renders share one.
 RELIGHT_SEED_OFFSET = 0
 TURNTABLE_SEED_OFFSET = 10_000
-WORLD_UP = (0.0, 1.0, 0.0)
+#: Below this norm the mean of the cameras' up vectors has no direction (cameras rolled freely).
+MIN_MEAN_UP = 1e-6
 
 
 @dataclass
@@ -145,19 +148,51 @@ def render_relit(
     return _render_each(mi, scene, cameras, spp, seed + RELIGHT_SEED_OFFSET, move_light=False)
 
 
-def turntable_cameras(config: TurntableConfig, device: torch.device | str = "cpu") -> Cameras:
-    """``config.frames`` cameras on a circle about +Y looking at the origin (OpenCV W2C)."""
+def capture_up(cameras: Cameras) -> np.ndarray:
+    """The capture's up direction (3,): the normalised mean of the cameras' up vectors.
+
+    With OpenCV axes the camera's y points down the image, so camera ``i`` shows world direction
+    ``u_i = -R_i^T e_y = -(row 1 of R_i)`` as up (``R_i`` the rotation of its W2C). A person holds
+    the camera upright, so ``normalize(sum_i u_i)`` is the world's up; on a ring of views the
+    tilts towards the object cancel. Should the vectors cancel altogether (cameras rolled
+    freely), the first camera's up is returned.
+    """
+    ups = -cameras.w2c[:, 1, :3].detach().cpu().double().numpy()
+    mean = ups.mean(axis=0)
+    norm = float(np.linalg.norm(mean))
+    if norm < MIN_MEAN_UP:
+        return ups[0] / np.linalg.norm(ups[0])
+    return mean / norm
+
+
+def turntable_axes(up: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Orthonormal ``(side, up, front)``: ``front`` = world +Z made perpendicular to ``up``
+    (+X when up is along Z), ``side = up x front``; ``up = +Y`` gives the world axes X, Y, Z."""
+    up = np.asarray(up, dtype=np.float64)
+    up = up / np.linalg.norm(up)
+    reference = np.array([0.0, 0.0, 1.0]) if abs(up[2]) < 0.9 else np.array([1.0, 0.0, 0.0])
+    front = reference - (reference @ up) * up
+    front /= np.linalg.norm(front)
+    return np.cross(up, front), up, front
+
+
+def turntable_cameras(
+    config: TurntableConfig, up: np.ndarray, device: torch.device | str = "cpu"
+) -> Cameras:
+    """``config.frames`` cameras on a circle about ``up`` looking at the origin (OpenCV W2C).
+
+    Frame ``k`` sits at azimuth ``a = 2 pi k / frames`` and elevation ``e`` above the plane
+    perpendicular to ``up``: ``eye = d (cos e sin a side + sin e up + cos e cos a front)``
+    (:func:`turntable_axes`), its image up along ``up``.
+    """
+    side, up, front = (torch.from_numpy(axis) for axis in turntable_axes(up))
     azimuths = torch.arange(config.frames, dtype=torch.float64) * (2 * math.pi / config.frames)
     elevation = math.radians(config.elevation_deg)
-    eye = config.distance * torch.stack(
-        [
-            math.cos(elevation) * torch.sin(azimuths),
-            torch.full_like(azimuths, math.sin(elevation)),
-            math.cos(elevation) * torch.cos(azimuths),
-        ],
-        dim=-1,
+    eye = config.distance * (
+        math.cos(elevation) * torch.sin(azimuths)[:, None] * side
+        + math.sin(elevation) * up
+        + math.cos(elevation) * torch.cos(azimuths)[:, None] * front
     )
-    up = torch.tensor(WORLD_UP, dtype=torch.float64)
     w2c = look_at(eye, torch.zeros(3, dtype=torch.float64), up)
     K = intrinsics_from_fov(config.size, config.size, config.fov_deg).to(torch.float64)
     sizes = torch.tensor([[config.size, config.size]]).expand(config.frames, 2).clone()
@@ -166,12 +201,14 @@ def turntable_cameras(config: TurntableConfig, device: torch.device | str = "cpu
 
 def render_turntable(
     export_dir: str | Path,
+    up: np.ndarray,
     config: TurntableConfig | None = None,
     light_intensity: float | None = None,
     seed: int = 0,
 ) -> np.ndarray:
     """Frames (F, S, S, 3) linear of the exported asset lit by a flash at each camera.
 
+    The cameras circle ``up``, the capture's up direction (:func:`capture_up` of its cameras).
     ``light_intensity`` defaults to the exported ``light.json``, so a frame at the capture
     distance is exposed like the training photographs.
     """
@@ -191,7 +228,7 @@ def render_turntable(
         },
         "asset": shape,
     }
-    cameras = turntable_cameras(config)
+    cameras = turntable_cameras(config, up)
     return _render_each(
         mi, scene, cameras, config.spp, seed + TURNTABLE_SEED_OFFSET, move_light=True
     )

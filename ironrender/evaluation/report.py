@@ -2,7 +2,7 @@
 
 The report reads only files that a run leaves on disk, so it can be rebuilt at any time::
 
-    RUN/eval/metrics.json            the metrics table (per view and mean)
+    RUN/eval/metrics.json            the metrics table (per view and mean) and its notes
     RUN/eval/views/<name>_gt.png     ground truth and prediction of each held-out view
     RUN/eval/views/<name>_pred.png
     RUN/eval/relight/<name>_*.png    relighting (optional)
@@ -23,6 +23,8 @@ from pathlib import Path
 MAX_VIEWS = 8
 CURVE_WIDTH, CURVE_HEIGHT = 360, 160
 MATERIAL_MAPS = ("diffuse_albedo", "specular_albedo", "roughness")
+#: ``metrics["info"]`` entries listed under the metrics table: what the numbers were measured on.
+INFO_NOTES = ("notice", "image_metrics", "resolution", "object_mask", "sfm", "turntable")
 
 
 def _img(path: Path, title: str = "", width: int | None = None) -> str:
@@ -49,6 +51,16 @@ def _metrics_table(metrics: dict) -> str:
             continue
         rows.append(f"<tr><th>{html.escape(key)}</th><td>{_format(value)}</td></tr>")
     return "<table class=metrics>" + "".join(rows) + "</table>"
+
+
+def _info_notes(info: dict) -> str:
+    """The ``INFO_NOTES`` entries of ``metrics["info"]`` as a definition list."""
+    items = "".join(
+        f"<dt>{html.escape(key.replace('_', ' '))}</dt><dd>{html.escape(str(info[key]))}</dd>"
+        for key in INFO_NOTES
+        if info.get(key)
+    )
+    return f"<dl class=notes>{items}</dl>" if items else ""
 
 
 def _per_view_table(per_view: list[dict]) -> str:
@@ -115,7 +127,9 @@ def build_report(run_dir: str | Path, title: str | None = None) -> Path:
     metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
     if metrics:
         summary = metrics.get("mean", metrics)
-        sections.append("<h2>Metrics</h2>" + _metrics_table(summary))
+        sections.append(
+            "<h2>Metrics</h2>" + _metrics_table(summary) + _info_notes(metrics.get("info", {}))
+        )
 
     views = sorted((eval_dir / "views").glob("*_pred.png")) if (eval_dir / "views").is_dir() else []
     if views:
@@ -181,6 +195,8 @@ table.metrics {{ border-collapse: collapse; font-size: 0.9em; }}
 th, td {{ border: 1px solid #ccc; padding: 3px 8px; text-align: right; }}
 table.metrics th {{ text-align: left; background: #eee; }}
 svg.curve {{ background: #fff; border: 1px solid #ddd; }}
+dl.notes {{ font-size: 0.85em; color: #444; max-width: 60em; }}
+dl.notes dt {{ font-weight: bold; margin-top: 0.4em; }} dl.notes dd {{ margin-left: 1.5em; }}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
 {"".join(sections) or "<p>Nothing to show yet: run <code>iron eval RUN</code>.</p>"}
