@@ -312,3 +312,31 @@ def test_nan_guard_skips_steps_then_stops(sphere_scene):
     assert float(sdf.radius.detach()) == radius
     for name, value in materials.state_dict().items():
         torch.testing.assert_close(value, before[name], rtol=0, atol=0, msg=name)
+
+
+def test_object_patches_are_centred_on_the_object(sphere_scene):
+    """Masks from sphere tracing equal the analytic silhouette; with object_fraction = 1 every
+    6x6 window holds object pixels, while uniform windows often miss it."""
+    from ironrender.rendering.surface_renderer import SurfaceRenderConfig
+    from ironrender.training.stage2 import object_masks, sample_patch
+
+    split = load_split(sphere_scene, "train")
+    masks = object_masks(SphereSDF(RADIUS), split.cameras, SurfaceRenderConfig(), longest=SIZE)
+    for i in range(len(split)):  # the analytic silhouette: rays whose closest approach < r
+        rays = split.cameras.image_rays(i)
+        b = (rays.origins * rays.directions).sum(-1)
+        inside = (rays.origins**2).sum(-1) - b * b < RADIUS**2
+        assert (masks[i] != inside).float().mean() < 0.01
+    truth = split.images.amax(-1) > 0
+
+    def share_on_object(fraction: float) -> float:
+        generator = torch.Generator().manual_seed(0)
+        hits = 0
+        for _ in range(200):
+            patch = sample_patch(split, 6, generator, masks, fraction)
+            hits += bool((patch.target.amax(-1) > 0).any())
+        return hits / 200
+
+    assert truth.float().mean() < 0.5
+    assert share_on_object(1.0) == 1.0
+    assert share_on_object(0.0) < 0.9

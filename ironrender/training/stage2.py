@@ -8,7 +8,9 @@ render_patch`) and the co-located GGX BRDF match the photographs.
 One iteration (reference §4):
 
 1. pick a random training image and a random ``patch_size`` square crop of it
-   (:meth:`Cameras.crop`);
+   (:meth:`Cameras.crop`); IRON draws them uniformly, ``fast`` centres three in four on the
+   object (where stage 1's surface is in low-resolution masks of the views): a window on the
+   room alone changes nothing;
 2. render the crop: linear radiance, edge pixels blended (seed Eqs. 4-9); rays that miss the
    object see the background: black (IRON, ``background = "black"``) or, by default, stage 1's
    model of the room, frozen (``"stage1"``; black too when stage 1 found the room black), so
@@ -53,6 +55,7 @@ from ironrender.fields.materials import (
     reference_light_init,
 )
 from ironrender.rendering.edges import EdgeConfig
+from ironrender.rendering.surface import sphere_trace
 from ironrender.rendering.surface_renderer import (
     BackgroundFn,
     RenderedImage,
@@ -101,6 +104,8 @@ class Stage2Config:
     weights: LossWeights = field(default_factory=LossWeights)
     edges: bool = True  # False: the IDR-style ``--no-edges`` baseline
     background: str = "stage1"  # what missed rays see: stage 1's background model, or black
+    object_patch_fraction: float = 0.75  # share of patches centred on the object (0: IRON)
+    object_mask_size: int = 64  # longest side of the per-view object masks that guide them
     eikonal_points: int = 0  # random points per step; 0 = half the patch's pixels (reference)
     # Burley diffuse in `fast` (measured better on the default capture; BENCHMARKS.md), Lambert in
     # `paper` (IRON's model).
@@ -140,6 +145,7 @@ def paper_stage2_config() -> Stage2Config:
         render=SurfaceRenderConfig(edges=EdgeConfig(footprint="circle", fill_gaps=False)),
         edge_step_pixels=0.0,
         background="black",  # IRON's stage 2 renders misses black
+        object_patch_fraction=0.0,  # and draws its patches uniformly
         preview_every=500,
         checkpoint_every=1000,
     )
@@ -393,13 +399,60 @@ class Patch:
     target: Tensor
 
 
-def sample_patch(split: Split, size: int, generator: torch.Generator) -> Patch:
-    """A uniformly random image and a uniformly random ``size``-square window inside it."""
+@torch.no_grad()
+def object_masks(
+    sdf: SDFField, cameras: Cameras, render: SurfaceRenderConfig, longest: int
+) -> Tensor:
+    """Where the object is in every view (N, h, w), bool: the pixel centres of the views
+    downscaled to ``longest`` pixels whose rays hit the SDF's surface (sphere-traced)."""
+    factor = _downscale_factor(cameras, longest)
+    small = cameras.scaled(factor) if factor < 1 else cameras
+    masks = []
+    for i in range(len(small)):
+        rays = small.image_rays(i).reshape(-1)
+        trace = sphere_trace(sdf, rays.origins, rays.directions, render.trace)
+        masks.append(trace.hit.reshape(small.height(i), small.width(i)))
+    return torch.stack(masks)
+
+
+def sample_patch(
+    split: Split,
+    size: int,
+    generator: torch.Generator,
+    masks: Tensor | None = None,
+    object_fraction: float = 0.0,
+) -> Patch:
+    """A random image and a random ``size``-square window inside it.
+
+    Uniform over images and windows (IRON) unless ``masks`` (N, h, w) say where the object is:
+    then with probability ``object_fraction`` the window is centred on a uniformly drawn object
+    pixel of any view (clamped into the image). In a real photograph the object may cover a
+    quarter of the frame; a window on the room alone (a frozen background in stage 2) changes
+    no parameter, and would be a step lost.
+    """
+    focused = masks is not None and object_fraction > 0 and bool(masks.any())
+    if focused and float(torch.rand((), generator=generator)) < object_fraction:
+        return _object_patch(split, size, generator, masks)
     i = int(torch.randint(len(split), (1,), generator=generator))
     W, H = split.cameras.width(i), split.cameras.height(i)
     pw, ph = min(size, W), min(size, H)
     x0 = int(torch.randint(W - pw + 1, (1,), generator=generator))
     y0 = int(torch.randint(H - ph + 1, (1,), generator=generator))
+    return Patch(split.cameras.crop(i, x0, y0, pw, ph), split.images[i, y0 : y0 + ph, x0 : x0 + pw])
+
+
+def _object_patch(split: Split, size: int, generator: torch.Generator, masks: Tensor) -> Patch:
+    flat = masks.reshape(-1).nonzero().squeeze(-1)
+    pick = int(flat[int(torch.randint(len(flat), (1,), generator=generator))])
+    _, h, w = masks.shape
+    i, row, col = pick // (h * w), (pick // w) % h, pick % w
+    W, H = split.cameras.width(i), split.cameras.height(i)
+    jitter = torch.rand(2, generator=generator)
+    x = (col + float(jitter[0])) * W / w  # a full-resolution point inside the mask cell
+    y = (row + float(jitter[1])) * H / h
+    pw, ph = min(size, W), min(size, H)
+    x0 = min(max(int(x) - pw // 2, 0), W - pw)
+    y0 = min(max(int(y) - ph // 2, 0), H - ph)
     return Patch(split.cameras.crop(i, x0, y0, pw, ph), split.images[i, y0 : y0 + ph, x0 : x0 + pw])
 
 
@@ -409,6 +462,7 @@ def training_step(
     config: Stage2Config,
     render: SurfaceRenderConfig,
     background: BackgroundFn | None = None,
+    masks: Tensor | None = None,
 ) -> LossTerms | None:
     """One patch, one backward pass, one step of each optimiser (reference §4).
 
@@ -416,7 +470,9 @@ def training_step(
     parameter changes (the NaN guard) and the step is counted in ``skipped_steps``.
     """
     device = split.images.device
-    patch = sample_patch(split, config.patch_size, state.generator)
+    patch = sample_patch(
+        split, config.patch_size, state.generator, masks, config.object_patch_fraction
+    )
     shader = MaterialShader(state.materials)
     image = render_patch(
         state.sdf, shader, patch.camera, 0, render, edges=config.edges, background=background
@@ -473,10 +529,12 @@ def fit_stage2(
     resume: bool = False,
     progress: bool = True,
     background: BackgroundFn | None = None,
+    masks: Tensor | None = None,
 ) -> Stage2Result:
     """Optimise ``sdf`` and ``materials`` (in place) on ``split``; see the module docstring.
 
     ``background`` colours the rays that miss (:func:`stage1_background`); None: black.
+    ``masks`` (N, h, w) where the object is (:func:`object_masks`) for patch sampling.
     With ``run_dir``: checkpoints to ``run_dir/stage2/checkpoint.pt`` every
     ``checkpoint_every`` steps and at the end, previews and TensorBoard scalars under
     ``run_dir/stage2``; ``resume=True`` continues from the checkpoint there, exactly.
@@ -508,7 +566,7 @@ def fit_stage2(
     last_loss = math.nan
     try:
         while state.iteration < config.iterations:
-            terms = training_step(state, split, config, render, background)
+            terms = training_step(state, split, config, render, background, masks)
             if terms is None:
                 bad_in_a_row += 1
                 if bad_in_a_row >= config.max_bad_steps:
@@ -659,12 +717,15 @@ def train_stage2(
     split = load_split(data_dir, "train", device)
     sdf, materials = build_stage2(run_dir, config, device)
     background = stage1_background(run_dir, config, device)
+    render = scene_render_config(config, split.cameras)
+    masks = None  # from stage 1's surface, so that a resumed run draws the same patches
+    if config.object_patch_fraction > 0:
+        masks = object_masks(sdf, split.cameras, render, config.object_mask_size)
     if not resume:
-        render = scene_render_config(config, split.cameras)
         materials.set_light_intensity(
             initial_light_intensity(sdf, materials, split, config, render)
         )
-    return fit_stage2(split, sdf, materials, config, run_dir, resume, progress, background)
+    return fit_stage2(split, sdf, materials, config, run_dir, resume, progress, background, masks)
 
 
 def load_stage2(run_dir: str | Path, device: torch.device | str) -> tuple[SDFField, MaterialFields]:
