@@ -48,10 +48,10 @@ class BackgroundFieldConfig:
     samples: int = 16  # per ray, stratified in disparity
     grid: GridConfig = field(
         default_factory=lambda: GridConfig(
-            levels=4,
+            levels=6,
             features_per_level=2,
             base_resolution=8,
-            max_resolution=48,
+            max_resolution=128,
             init_scale=1e-2,
             bound=CONTRACTED_BOUND,
         )  # fmt: skip
