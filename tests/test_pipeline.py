@@ -97,3 +97,16 @@ def test_override_examples_in_the_readme_resolve():
     examples = re.findall(r"`(?:--set )?((?:stage1|stage2|export)\.[\w.]+=[^`\s]+)`", readme)
     assert len(examples) >= 4
     resolve_config("fast", None, examples)
+
+
+def test_optional_tuple_options_are_coerced_from_set():
+    """``X | None`` fields (the export's cut plane) take ``--set`` values as typed tuples, and a
+    wrong element is a one-line error, not a list passed through unchecked."""
+    from ironrender.config import apply_overrides
+    from ironrender.pipeline import run_preset
+
+    config = apply_overrides(run_preset("fast"), ["export.cut_plane=[0, 1, 0, 0.2]"])
+    assert config.export.cut_plane == (0.0, 1.0, 0.0, 0.2)
+    assert all(isinstance(v, float) for v in config.export.cut_plane)
+    with pytest.raises(IronError, match="cut_plane: expected a number"):
+        apply_overrides(run_preset("fast"), ['export.cut_plane=[0, "up", 0, 0.2]'])
