@@ -349,3 +349,19 @@ def test_an_sdf_field_can_be_passed_directly():
     mesh = extract_mesh(field, resolution=32)
     assert mesh.is_watertight
     assert np.abs(np.linalg.norm(mesh.vertices, axis=1) - SPHERE_RADIUS).max() < 0.01
+
+
+def test_preview_camera_stands_the_asset_upright_for_the_capture_up():
+    """The Mitsuba scene's preview camera looks at the origin with the capture's up as its up:
+    +Y keeps the old camera at (0, 0, d); a capture whose up is -Y (the skull) gets -Y."""
+    from ironrender.export.writers import mitsuba_scene_xml, preview_camera
+
+    eye, up = preview_camera(None, 3.0)
+    np.testing.assert_allclose(eye, [0.0, 0.0, 3.0])
+    np.testing.assert_allclose(up, [0.0, 1.0, 0.0])
+    tilted = np.array([0.3, -0.9, 0.1])
+    eye, up = preview_camera(tilted, 3.0)
+    assert abs(float(eye @ up)) < 1e-9 and np.linalg.norm(eye) == pytest.approx(3.0)
+    np.testing.assert_allclose(up, tilted / np.linalg.norm(tilted))
+    xml = mitsuba_scene_xml(1.0, "lambert", np.array([0.0, -1.0, 0.0]))
+    assert 'up="0, -1, 0"' in xml

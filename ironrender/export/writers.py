@@ -205,7 +205,7 @@ def export_asset(
     )
     done("bake", start)
     start = time.perf_counter()
-    result = write_asset(uv_mesh, baked, light_intensity, out_dir, config, diffuse_model)
+    result = write_asset(uv_mesh, baked, light_intensity, out_dir, config, diffuse_model, up)
     done("write", start)
     steps.close()
     result.timings = timings
@@ -220,6 +220,7 @@ def write_asset(
     out_dir: str | Path,
     config: ExportConfig | None = None,
     diffuse_model: str = "lambert",
+    up: np.ndarray | None = None,
 ) -> ExportResult:
     """Write every file of the asset from an unwrapped mesh and its baked maps.
 
@@ -246,7 +247,7 @@ def write_asset(
         write_image(out_dir / MITSUBA_DIFFUSE, maps[DIFFUSE] / (1.0 - BLEND_WEIGHT))
         write_image(out_dir / MITSUBA_SPECULAR, maps[SPECULAR] / BLEND_WEIGHT)
         scene = out_dir / SCENE_NAME
-        atomic_write_text(scene, mitsuba_scene_xml(light_intensity, diffuse_model))
+        atomic_write_text(scene, mitsuba_scene_xml(light_intensity, diffuse_model, up))
     return ExportResult(
         out_dir=out_dir,
         obj=obj,
@@ -389,9 +390,25 @@ def _bitmap_xml(name: str, filename: str, raw: bool = False) -> str:
             </texture>"""
 
 
-def mitsuba_scene_xml(light_intensity: float, diffuse_model: str = "lambert") -> str:
-    """Mitsuba 3 scene for the asset; ``$spp``, ``$width``... can be overridden at load time."""
-    d = MITSUBA_CAMERA_DISTANCE
+def preview_camera(up: np.ndarray | None, distance: float) -> tuple[np.ndarray, np.ndarray]:
+    """The preview camera's position and up vector: ``distance`` along world +Z made
+    perpendicular to the capture's ``up`` (+X if up is along Z), so the asset stands upright;
+    ``up = None`` is +Y, the camera at ``(0, 0, distance)``."""
+    up = np.array([0.0, 1.0, 0.0]) if up is None else np.asarray(up, dtype=np.float64)
+    up = up / np.linalg.norm(up)
+    reference = np.array([0.0, 0.0, 1.0]) if abs(up[2]) < 0.9 else np.array([1.0, 0.0, 0.0])
+    front = reference - (reference @ up) * up
+    return distance * front / np.linalg.norm(front), up
+
+
+def mitsuba_scene_xml(
+    light_intensity: float, diffuse_model: str = "lambert", up: np.ndarray | None = None
+) -> str:
+    """Mitsuba 3 scene for the asset; ``$spp``, ``$width``... can be overridden at load time.
+    The preview camera and its flash look at the asset upright for the capture's ``up``."""
+    eye, up = preview_camera(up, MITSUBA_CAMERA_DISTANCE)
+    origin = ", ".join(f"{v:.6g}" for v in eye)
+    up_text = ", ".join(f"{v:.6g}" for v in up)
     if diffuse_model == "burley":
         diffuse = f"""<bsdf type="principled">
             {_bitmap_xml("base_color", MITSUBA_DIFFUSE)}
@@ -425,7 +442,7 @@ def mitsuba_scene_xml(light_intensity: float, diffuse_model: str = "lambert") ->
         <float name="fov" value="$fov"/>
         <string name="fov_axis" value="x"/>
         <transform name="to_world">
-            <lookat origin="0, 0, {d}" target="0, 0, 0" up="0, 1, 0"/>
+            <lookat origin="{origin}" target="0, 0, 0" up="{up_text}"/>
         </transform>
         <sampler type="independent">
             <integer name="sample_count" value="$spp"/>
@@ -439,7 +456,7 @@ def mitsuba_scene_xml(light_intensity: float, diffuse_model: str = "lambert") ->
 
     <!-- The capture setting: a point light at the camera centre (flash). -->
     <emitter type="point">
-        <point name="position" x="0" y="0" z="{d}"/>
+        <point name="position" x="{eye[0]:.6g}" y="{eye[1]:.6g}" z="{eye[2]:.6g}"/>
         <rgb name="intensity" value="$light_intensity"/>
     </emitter>
     <!-- Relighting placeholder: replace the point light by an environment map.
