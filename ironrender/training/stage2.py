@@ -8,9 +8,10 @@ render_patch`) and the co-located GGX BRDF match the photographs.
 One iteration (reference §4):
 
 1. pick a random training image and a random ``patch_size`` square crop of it
-   (:meth:`Cameras.crop`); IRON draws them uniformly, ``fast`` centres three in four on the
-   object (where stage 1's surface is in low-resolution masks of the views): a window on the
-   room alone changes nothing;
+   (:meth:`Cameras.crop`), uniformly as IRON; ``object_patch_fraction`` centres that share of
+   them on the object instead (where stage 1's surface is in low-resolution masks of the
+   views). Off by default: on the real skull it changed no metric measurably (BENCHMARKS.md)
+   and made steps slower (every patch then holds surface to shade);
 2. render the crop: linear radiance, edge pixels blended (seed Eqs. 4-9); rays that miss the
    object see the background: black (IRON, ``background = "black"``) or, by default, stage 1's
    model of the room, frozen (``"stage1"``; black too when stage 1 found the room black), so
@@ -104,7 +105,7 @@ class Stage2Config:
     weights: LossWeights = field(default_factory=LossWeights)
     edges: bool = True  # False: the IDR-style ``--no-edges`` baseline
     background: str = "stage1"  # what missed rays see: stage 1's background model, or black
-    object_patch_fraction: float = 0.75  # share of patches centred on the object (0: IRON)
+    object_patch_fraction: float = 0.0  # share of patches centred on the object (0: IRON)
     object_mask_size: int = 64  # longest side of the per-view object masks that guide them
     eikonal_points: int = 0  # random points per step; 0 = half the patch's pixels (reference)
     # Burley diffuse in `fast` (measured better on the default capture; BENCHMARKS.md), Lambert in
