@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         *(f"{seconds.get(s, float('nan')):.0f}" for s in ("stage1", "stage2", "export", "eval")),
         f"{sum(seconds.values()):.0f}",
         peak,
-        f"{load_before:.1f} / {load_after:.1f}",
+        "not measured" if args.from_run is not None else f"{load_before:.1f} / {load_after:.1f}",
         size or "–",
         cell("psnr"),
         cell("psnr_object"),
