@@ -92,7 +92,8 @@ class LogConfig:
     scalars_every: int = 25
     checkpoint_every: int = 250
     preview_every: int = 1000  # 0: only at the end
-    preview_scale: float = 0.5  # previews render at this fraction of the image size
+    preview_scale: float = 0.5  # previews render at this fraction of the image size ...
+    preview_max_size: int = 320  # ... and at most this many pixels on their longest side
     preview_views: tuple[int, ...] = (0,)
     mesh_resolution: int = 192
     mesh_every: int = 0  # 0: only the final mesh
@@ -453,7 +454,10 @@ def _write_previews(
     state: _State, config: Stage1Config, split: Split, targets: Tensor, stage_dir: Path
 ) -> None:
     """``previews/step_XXXXXX_view_Y.png``: ground truth | rendering | normals."""
-    scale = config.log.preview_scale
+    # At half the size of a 1 MP photo a preview renders 190k rays, the forward pass of ~500
+    # training steps of 384 rays; 320 px keeps it to a few dozen.
+    longest = int(split.cameras.sizes.max())
+    scale = min(config.log.preview_scale, config.log.preview_max_size / longest)
     cameras = split.cameras.scaled(scale) if scale != 1.0 else split.cameras
     model = state.model
     for view in config.log.preview_views:
