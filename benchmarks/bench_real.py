@@ -24,6 +24,7 @@ import json
 import os
 import resource
 import shlex
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -78,20 +79,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-write", action="store_true", help="do not append to BENCHMARKS.md")
     args = parser.parse_args(argv)
 
-    from ironrender.pipeline import format_summary, resolve_config, run_pipeline
-
     load_before = os.getloadavg()[0]
     if args.from_run is not None:
         run = args.from_run
-        seconds = json.loads((run / "progress.json").read_text())["done"]
         peak = "not measured"
     else:
+        # The user's command, in a child process: `iron` preloads tcmalloc as it does for users.
         run = args.work / f"{args.data.name}-{int(time.time())}"
-        config = resolve_config(args.preset, None, args.overrides)
-        summary = run_pipeline(args.data, run, config)
-        print(format_summary(summary))
-        seconds = summary.seconds
-        peak = f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB"
+        command = [sys.executable, "-m", "ironrender", "run", str(args.data), str(run)]
+        command += ["--preset", args.preset, *(f"--set={o}" for o in args.overrides)]
+        subprocess.run(command, check=True)
+        peak = f"{resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20:.2f} GiB"
+    seconds = json.loads((run / "progress.json").read_text())["done"]
     load_after = os.getloadavg()[0]
 
     metrics = json.loads((run / "eval" / "metrics.json").read_text())
@@ -104,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     size = str(info.get("resolution", "")).split(":")[0].split(",")[0]
     row = [
         datetime.date.today().isoformat(),
-        machine(recorded=args.from_run is not None),
+        machine(recorded=True),
         str(args.data),
         args.label,
         " ".join(f"`{o}`" for o in args.overrides) or "–",
