@@ -22,7 +22,6 @@ from ironrender.export.select import (
     check_object_options,
     cut_by_plane,
     select_object,
-    up_from_cameras,
 )
 
 RESOLUTION = 80
@@ -231,13 +230,6 @@ def test_invalid_options_are_one_line_errors():
         "crop_min": (-1.0, -1.0, -0.5),
         "crop_max": (1.0, 1.0, 1.0),
     }
-
-
-def test_up_from_cameras():
-    ring = np.array([[2 * math.cos(a), 2 * math.sin(a), 1.0] for a in np.linspace(0, 6, 12)])
-    assert up_from_cameras(ring) @ np.array([0, 0, 1.0]) > 0.99
-    all_around = np.concatenate([ring, -ring])
-    assert up_from_cameras(all_around) is None
 
 
 def test_export_asset_reports_the_selection_and_exports_the_object_only(tmp_path):

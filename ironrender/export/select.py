@@ -131,8 +131,6 @@ PARALLEL_DEGREES = 10.0
 LOWER_SIDE_SHARE = 0.25
 #: A component away from the boundary wins over larger boundary-touching ones from this share.
 MIN_INNER_SHARE = 0.1
-#: ``up_from_cameras``: the mean camera direction must be at least this long (unit directions).
-MIN_UP_STRENGTH = 0.2
 
 
 @dataclass
@@ -237,22 +235,6 @@ def _numbers(name: str, values: Sequence[float] | None, labels: str) -> np.ndarr
     return array
 
 
-def up_from_cameras(centres: np.ndarray) -> np.ndarray | None:
-    """The cameras' side of the scene: the mean direction of the camera centres (N, 3).
-
-    A capture in rings above a support gives a clear mean direction; cameras all around the
-    object (a synthetic capture) give none, and then ``None`` (the mean of the unit directions is
-    shorter than :data:`MIN_UP_STRENGTH`).
-    """
-    centres = np.asarray(centres, dtype=np.float64).reshape(-1, 3)
-    lengths = np.linalg.norm(centres, axis=1, keepdims=True)
-    if len(centres) == 0 or np.any(lengths == 0):
-        return None
-    mean = (centres / lengths).mean(axis=0)
-    strength = float(np.linalg.norm(mean))
-    return mean / strength if strength >= MIN_UP_STRENGTH else None
-
-
 # ------------------------------------------------------------------------------- selection
 def select_object(
     mesh: trimesh.Trimesh,
@@ -268,8 +250,9 @@ def select_object(
 ) -> tuple[trimesh.Trimesh, ObjectSelection]:
     """The object's part of a marching-cubes ``mesh`` (module docstring) and what was done.
 
-    ``up``: a vector towards the cameras' side (e.g. :func:`up_from_cameras`), used by ``auto``
-    to orient support planes. ``bound``: the half-size of the marching-cubes grid; ``spacing``:
+    ``up``: a vector towards the cameras' side (the capture's up,
+    :func:`ironrender.evaluation.relight.capture_up`), used by ``auto`` to orient support planes.
+    ``bound``: the half-size of the marching-cubes grid; ``spacing``:
     its cell size (estimated from the edge lengths when ``None``). ``seed``: RANSAC's seed.
     Raises :class:`IronError` for invalid options or when nothing is left.
     """
