@@ -18,12 +18,10 @@ import datetime
 import os
 import platform
 import resource
-import shlex
-import sys
 import time
 from pathlib import Path
 
-from bench_table import append_row
+from bench_table import report_row
 
 TCMALLOC = "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4"
 ROOT = Path(__file__).resolve().parent.parent
@@ -153,10 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         cell("relight_psnr", "{:.2f}"),
         cell("relight_psnr_scaled", "{:.2f}"),
     ]
-    print("row:", " | ".join(row))
-    print("command:", shlex.join([sys.executable, *sys.argv]))
-    if not args.no_write:
-        append_row(SECTION, TABLE_HEADER, row)
+    report_row(SECTION, TABLE_HEADER, row, write=not args.no_write)
     return 0
 
 

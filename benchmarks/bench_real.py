@@ -23,14 +23,13 @@ import datetime
 import json
 import os
 import resource
-import shlex
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from bench_pipeline import machine
-from bench_table import append_row
+from bench_table import report_row
 
 SECTION = """
 ## Real and realistic captures (`benchmarks/bench_real.py`)
@@ -122,10 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         cell("albedo_psnr"),
         cell("relight_psnr"),
     ]
-    print("row:", " | ".join(row))
-    print("command:", shlex.join([sys.executable, *sys.argv]))
-    if not args.no_write:
-        append_row(SECTION, TABLE_HEADER, row)
+    report_row(SECTION, TABLE_HEADER, row, write=not args.no_write)
     return 0
 
 

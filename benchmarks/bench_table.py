@@ -28,3 +28,14 @@ def append_row(section: str, header: str, cells: list[str], path: Path = BENCHMA
         text += "\n"
         end += 1
     path.write_text(text[:end] + "| " + " | ".join(cells) + " |\n" + text[end:])
+
+
+def report_row(section: str, header: str, cells: list[str], write: bool = True) -> None:
+    """Print a benchmark's row and the command that made it; append it unless ``write`` is off."""
+    import shlex
+    import sys
+
+    print("row:", " | ".join(cells))
+    print("command:", shlex.join([sys.executable, *sys.argv]))
+    if write:
+        append_row(section, header, cells)
