@@ -110,3 +110,13 @@ def test_optional_tuple_options_are_coerced_from_set():
     assert all(isinstance(v, float) for v in config.export.cut_plane)
     with pytest.raises(IronError, match="cut_plane: expected a number"):
         apply_overrides(run_preset("fast"), ['export.cut_plane=[0, "up", 0, 0.2]'])
+
+
+def test_unknown_stage2_background_is_refused_before_training():
+    """A typo in stage2.background is a one-line error when the config is built, not after a
+    whole stage 1 has run."""
+    from ironrender.config import apply_overrides
+    from ironrender.pipeline import run_preset
+
+    with pytest.raises(IronError, match="background must be one of"):
+        apply_overrides(run_preset("fast"), ["stage2.background=room"])

@@ -81,6 +81,7 @@ GAMMA_EPS = 1e-6
 """Added before ``x^(1/2.2)`` so the gamma curve's derivative stays finite at black (IRON)."""
 SATURATED = 0.99
 """Linear values at or above this are treated as clipped by the 8-bit camera (light init)."""
+STAGE2_BACKGROUNDS = ("stage1", "black")
 EDGE_ROW_MARGIN = 4
 """Rows of overlap between the strips of a chunked full-view render: edge detection (Sobel) and
 edge points that project one pixel away must see the same neighbourhood as an unchunked render."""
@@ -123,6 +124,13 @@ class Stage2Config:
     preview_size: int = 128  # longest side of preview renders
     max_bad_steps: int = 20  # consecutive non-finite steps before giving up
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        # Checked here, not when stage 2 starts: a typo must not cost a whole stage 1 first.
+        if self.background not in STAGE2_BACKGROUNDS:
+            raise ValueError(
+                f"background must be one of {STAGE2_BACKGROUNDS}, not {self.background!r}"
+            )
 
 
 def fast_stage2_config() -> Stage2Config:
