@@ -1,0 +1,195 @@
+"""The object of a synthetic capture: its textured mesh and material maps, read and written.
+
+* **Object**: a textured mesh (default: Keenan Crane's public-domain "spot" cow), centred and
+  scaled so that its minimum bounding sphere has radius ``bounding_radius`` (< 1, the object
+  lies inside the unit sphere). ``x_normalized = scale * (x_source - center)``.
+* **Material maps** over the mesh UVs: the base colour is the texture (linear), the perceptual
+  roughness a given map, else one derived from the texture (:func:`procedural_roughness`), and
+  one ``specular`` level s for the whole object (F0 = 0.08 s; s = 0.5 gives F0 = 0.04). How
+  Mitsuba renders them: :mod:`ironrender.data.synth.render`.
+
+The ground truth ``gt/`` holds the normalized mesh (:func:`write_obj`) and these maps
+(:func:`write_materials`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ironrender.data.images import read_image, write_data_png, write_image
+from ironrender.errors import IronError
+
+ASSET_DIR = Path(__file__).resolve().parents[2] / "assets" / "spot"
+DEFAULT_MESH = ASSET_DIR / "spot_triangulated.obj"
+DEFAULT_TEXTURE = ASSET_DIR / "spot_texture.png"
+
+# Reflectance at normal incidence per unit of principled's `specular` (Mitsuba 3 docs).
+F0_PER_SPECULAR = 0.08
+# Procedural roughness: weights of luminance and edge strength, and smoothing (texels).
+ROUGHNESS_LUMINANCE_WEIGHT = 0.8
+ROUGHNESS_EDGE_WEIGHT = 0.4
+ROUGHNESS_BLUR_SIGMA = 2.0
+EDGE_NORMALIZATION_PERCENTILE = 99.0
+LUMINANCE_WEIGHTS = (0.2126, 0.7152, 0.0722)  # Rec. 709
+
+
+@dataclass
+class Normalization:
+    """``x_normalized = scale * (x_source - center)``."""
+
+    center: np.ndarray
+    scale: float
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """The 4x4 source-to-normalized transform."""
+        m = np.eye(4)
+        m[:3, :3] *= self.scale
+        m[:3, 3] = -self.scale * np.asarray(self.center)
+        return m
+
+    def apply(self, points: np.ndarray) -> np.ndarray:
+        return self.scale * (np.asarray(points) - self.center)
+
+
+@dataclass
+class TexturedMesh:
+    """Per-vertex positions, UVs (OBJ convention: v up) and unit normals; triangle faces."""
+
+    vertices: np.ndarray
+    uvs: np.ndarray
+    normals: np.ndarray
+    faces: np.ndarray
+
+
+@dataclass
+class Materials:
+    """Material maps over the mesh UVs (H, W, ...), row 0 = v of 1 (image convention)."""
+
+    base_color: np.ndarray  # (H, W, 3) linear
+    perceptual_roughness: np.ndarray  # (H, W) in [0, 1]
+    specular: float
+
+    @property
+    def f0(self) -> float:
+        return F0_PER_SPECULAR * self.specular
+
+    @property
+    def alpha(self) -> np.ndarray:
+        """GGX alpha = perceptual roughness^2 (Mitsuba's principled BSDF)."""
+        return self.perceptual_roughness**2
+
+
+# --------------------------------------------------------------------------------- loading
+def load_textured_mesh(path: str | Path) -> TexturedMesh:
+    """Load a triangle mesh with UVs; smooth normals are computed over welded positions.
+
+    Vertices split at UV seams get the same normal on both sides, so shading has no seams.
+    """
+    import trimesh
+
+    path = Path(path)
+    if not path.is_file():
+        raise IronError(f"{path}: mesh file not found")
+    try:
+        mesh = trimesh.load(path, force="mesh", process=False)
+    except Exception as exc:  # any loader failure is a bad file
+        raise IronError(f"{path}: cannot read mesh ({type(exc).__name__}: {exc})") from exc
+    if len(mesh.faces) == 0:
+        raise IronError(f"{path}: mesh has no triangles")
+    uv = getattr(mesh.visual, "uv", None)
+    if uv is None or len(uv) != len(mesh.vertices):
+        raise IronError(
+            f"{path}: mesh has no texture coordinates (UVs); unwrap it first (e.g. xatlas)"
+        )
+    vertices = np.asarray(mesh.vertices, dtype=np.float64)
+    faces = np.asarray(mesh.faces, dtype=np.int64)
+    welded, index = np.unique(vertices, axis=0, return_inverse=True)
+    index = index.reshape(-1)
+    shape = trimesh.Trimesh(welded, index[faces], process=False)
+    normals = np.asarray(shape.vertex_normals)[index]
+    return TexturedMesh(vertices, np.asarray(uv, dtype=np.float64), normals, faces)
+
+
+def normalize_mesh(mesh: TexturedMesh, radius: float) -> tuple[TexturedMesh, Normalization]:
+    """Centre the minimum bounding sphere at the origin and scale it to ``radius``."""
+    import trimesh
+
+    center, sphere_radius = trimesh.nsphere.minimum_nsphere(mesh.vertices)
+    normalization = Normalization(np.asarray(center, dtype=np.float64), radius / sphere_radius)
+    moved = dataclasses.replace(mesh, vertices=normalization.apply(mesh.vertices))
+    return moved, normalization
+
+
+def load_texture(path: str | Path) -> np.ndarray:
+    """A base-colour texture as linear RGB in [0, 1] (PNG/JPG decoded with gamma 2.2)."""
+    return np.clip(read_image(path), 0.0, 1.0)
+
+
+def load_roughness_map(path: str | Path) -> np.ndarray:
+    """A perceptual roughness map (H, W) in [0, 1]: PNG/JPG as raw data (no gamma), EXR as is."""
+    path = Path(path)
+    if not path.is_file():
+        raise IronError(f"{path}: roughness map not found")
+    if path.suffix.lower() == ".exr":
+        values = read_image(path)[..., 0]
+    else:
+        from PIL import Image
+
+        try:
+            with Image.open(path) as img:
+                values = np.asarray(img.convert("L"), dtype=np.float32) / 255.0
+        except Exception as exc:
+            raise IronError(f"{path}: cannot read roughness map ({exc})") from exc
+    return np.clip(values, 0.0, 1.0).astype(np.float32)
+
+
+def procedural_roughness(base_color: np.ndarray, low: float, high: float) -> np.ndarray:
+    """A spatially varying perceptual roughness (H, W) derived from a texture.
+
+    ``r = low + (high - low) * clip(w_L * L + w_E * E, 0, 1)`` where L is the normalized
+    luminance of the gamma-encoded texture (bright regions rough, dark ones glossy) and E the
+    normalized Sobel edge strength (material boundaries rougher), then smoothed so the map has
+    no texel-scale aliasing.
+    """
+    from skimage.filters import gaussian, sobel
+
+    encoded = np.clip(base_color, 0.0, 1.0) ** (1.0 / 2.2)
+    luminance = encoded @ np.asarray(LUMINANCE_WEIGHTS)
+    span = luminance.max() - luminance.min()
+    lum = (luminance - luminance.min()) / span if span > 0 else np.zeros_like(luminance)
+    edges = sobel(gaussian(luminance, sigma=ROUGHNESS_BLUR_SIGMA))
+    scale = np.percentile(edges, EDGE_NORMALIZATION_PERCENTILE)
+    edges = np.clip(edges / scale, 0.0, 1.0) if scale > 0 else np.zeros_like(edges)
+    mix = np.clip(ROUGHNESS_LUMINANCE_WEIGHT * lum + ROUGHNESS_EDGE_WEIGHT * edges, 0.0, 1.0)
+    mix = gaussian(mix, sigma=ROUGHNESS_BLUR_SIGMA)
+    return (low + (high - low) * mix).astype(np.float32)
+
+
+# --------------------------------------------------------------------------------- writing
+def write_obj(path: Path, mesh: TexturedMesh, material_file: str | None = None) -> None:
+    """Wavefront OBJ with ``v``, ``vt``, ``vn`` sharing one index per vertex."""
+    lines = [f"mtllib {material_file}", "usemtl material"] if material_file else []
+    lines += [f"v {x:.9g} {y:.9g} {z:.9g}" for x, y, z in mesh.vertices]
+    lines += [f"vt {u:.9g} {v:.9g}" for u, v in mesh.uvs]
+    lines += [f"vn {x:.9g} {y:.9g} {z:.9g}" for x, y, z in mesh.normals]
+    lines += [f"f {a}/{a}/{a} {b}/{b}/{b} {c}/{c}/{c}" for a, b, c in mesh.faces + 1]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def write_mtl(path: Path, texture_file: str) -> None:
+    path.write_text(f"newmtl material\nKd 1 1 1\nKs 0 0 0\nmap_Kd {texture_file}\n")
+
+
+def write_materials(gt: Path, materials: Materials) -> None:
+    write_image(gt / "diffuse_albedo.exr", materials.base_color)
+    write_image(gt / "diffuse_albedo.png", materials.base_color)  # gamma 2.2, like photos
+    constant = np.full(materials.perceptual_roughness.shape, materials.f0, dtype=np.float32)
+    write_image(gt / "specular_albedo.exr", constant)
+    write_image(gt / "roughness.exr", materials.alpha)
+    write_data_png(gt / "roughness.png", materials.alpha)  # raw data, no gamma
+    write_image(gt / "perceptual_roughness.exr", materials.perceptual_roughness)
