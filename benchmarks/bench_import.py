@@ -64,7 +64,7 @@ def main() -> None:
     args = parser.parse_args()
 
     helpers = _load_test_helpers()
-    from ironrender.data.colmap_import import ImportConfig, import_photos
+    from ironrender.data.capture import ImportConfig, import_photos
 
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="bench_import_"))
     rings = tuple((e, max(4, round(n * args.views_scale))) for e, n in RINGS)

@@ -436,7 +436,7 @@ def antipodal_sphere_points(radius: float, count: int, seed: int = 0) -> np.ndar
 def test_sfm_points_one_level_up_are_measured_against_the_export_else_the_sdf(dataset, tmp_path):
     import shutil
 
-    from ironrender.data.colmap_import import SPARSE_POINTS_FILE
+    from ironrender.data.capture import SPARSE_POINTS_FILE
 
     capture = tmp_path / "capture"
     data = capture / "iron_format"

@@ -26,17 +26,15 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from ironrender.data.cameras import Cameras, intrinsics_from_fov, look_at
-from ironrender.data.check import check_dataset
-from ironrender.data.colmap_import import (
-    FoldingConfig,
-    ImportConfig,
+from ironrender.data.capture import FoldingConfig, ImportConfig, import_photos
+from ironrender.data.capture.folding import (
     azimuth_coverage_degrees,
     check_folding,
     epipolar_errors_px,
-    import_photos,
     off_center_views,
-    split_indices,
 )
+from ironrender.data.capture.importer import split_indices
+from ironrender.data.check import check_dataset
 from ironrender.data.dataset import load_split
 from ironrender.errors import IronError
 

@@ -29,7 +29,7 @@ examples:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ironrender.data.colmap_import import CAMERA_MODELS, MATCHERS, ImportConfig
+    from ironrender.data.capture.config import CAMERA_MODELS, MATCHERS, ImportConfig
 
     defaults = ImportConfig()
     parser = sub.add_parser(
@@ -96,7 +96,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ironrender.data.colmap_import import ImportConfig, import_photos
+    from ironrender.data.capture import ImportConfig, import_photos
 
     config = ImportConfig(
         resolution=args.resolution,

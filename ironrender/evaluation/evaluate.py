@@ -602,7 +602,7 @@ def geometry_metrics(
 def find_sparse_points(data_dir: Path) -> Path | None:
     """``DATA/sparse_points_norm.npz``, else the same file one level up (a capture folder that
     holds the dataset beside its SfM output), else None."""
-    from ironrender.data.colmap_import import SPARSE_POINTS_FILE
+    from ironrender.data.capture import SPARSE_POINTS_FILE
 
     for folder in (data_dir, data_dir.parent):
         if (folder / SPARSE_POINTS_FILE).is_file():
