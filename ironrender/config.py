@@ -86,7 +86,7 @@ def apply_overrides(config: T, overrides: list[str]) -> T:
 
 
 def save(config: Any, path: str | Path) -> None:
-    from ironrender.training.checkpoint import atomic_write_text
+    from ironrender.storage import atomic_write_text
 
     atomic_write_text(path, json.dumps(to_dict(config), indent=2) + "\n")
 

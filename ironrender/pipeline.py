@@ -1,8 +1,13 @@
-"""The whole job, resumable: stage 1, stage 2, export, evaluation (``iron run`` and ``iron demo``).
+"""The whole job, resumable: a list of steps run in order (``iron run``, ``iron demo``).
 
-A run folder records which steps finished in ``RUN/progress.json``; running the same command
-again skips them and resumes a step that was killed half-way from its last checkpoint (training
-checkpoints are written atomically). The resolved configuration is ``RUN/config.json``.
+Every step has one shape (:class:`Step`): a ``name``, ``done(run)`` saying whether its result
+is already there, and ``run(run, config)`` producing it. The dataset steps make ``DATA``
+(:class:`SynthStep` renders a synthetic capture, :class:`ImportStep` imports photographs); the
+run steps (:data:`STEPS`: stage 1, stage 2, export, evaluation) fill ``RUN``, and record what
+finished in ``RUN/progress.json``. Running the same command again skips what is done and resumes
+a step that was killed half-way from its last checkpoint (written atomically). The resolved
+configuration is ``RUN/config.json``. The pipeline calls training, export and evaluation; none of
+them imports it.
 """
 
 from __future__ import annotations
@@ -17,13 +22,19 @@ import torch
 
 from ironrender.config import apply_overrides, from_dict, to_dict
 from ironrender.errors import IronError
-from ironrender.export.writers import ExportConfig
-from ironrender.training.checkpoint import atomic_write_text
+from ironrender.export.asset import ExportConfig, fast_export_config
+from ironrender.run_folder import (
+    CONFIG_FILE,
+    EVAL_DIR,
+    EXPORT_DIR,
+    REPORT_FILE,
+    read_progress,
+    write_progress,
+)
+from ironrender.storage import atomic_write_text
 from ironrender.training.stage1 import Stage1Config, stage1_preset
-from ironrender.training.stage2 import STAGE2_PRESETS, Stage2Config
+from ironrender.training.stage2_config import STAGE2_PRESETS, Stage2Config
 
-STEPS = ("stage1", "stage2", "export", "eval")
-PROGRESS_FILE = "progress.json"
 SUMMARY_METRICS = (
     "psnr",
     "ssim",
@@ -32,15 +43,6 @@ SUMMARY_METRICS = (
     "roughness_error",
     "relight_psnr",
 )
-CONFIG_FILE = "config.json"
-
-
-def fast_export_config() -> ExportConfig:
-    """Quick on 2 CPU cores: xatlas time grows with faces, baking with texels. ``object=auto``:
-    a support plane (table, cloth) found under the object is cut away, and the component kept
-    is the largest one that does not run out of the unit sphere (export/select.py); an object
-    without such clutter is exported exactly as ``largest`` would."""
-    return ExportConfig(resolution=192, max_faces=20_000, texture_size=1024, object="auto")
 
 
 @dataclass
@@ -116,19 +118,10 @@ class RunSummary:
     report: Path | None
 
 
-def _read_progress(run_dir: Path) -> dict:
-    path = run_dir / PROGRESS_FILE
-    return json.loads(path.read_text()) if path.is_file() else {"done": {}, "data": None}
-
-
-def _write_progress(run_dir: Path, progress: dict) -> None:
-    atomic_write_text(run_dir / PROGRESS_FILE, json.dumps(progress, indent=2) + "\n")
-
-
 def prepare_run_dir(run_dir: Path, data_dir: Path, config: RunConfig) -> dict:
     """Create or re-open a run folder; refuse to mix a different dataset or configuration."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    progress = _read_progress(run_dir)
+    progress = read_progress(run_dir)
     data = str(data_dir.resolve())
     if progress["data"] not in (None, data):
         raise IronError(f"{run_dir} belongs to dataset {progress['data']}; choose a new run folder")
@@ -142,8 +135,126 @@ def prepare_run_dir(run_dir: Path, data_dir: Path, config: RunConfig) -> dict:
             )
     atomic_write_text(config_path, json.dumps(to_dict(config), indent=2) + "\n")
     progress["data"] = data
-    _write_progress(run_dir, progress)
+    write_progress(run_dir, progress)
     return progress
+
+
+@dataclass
+class Run:
+    """One job as its steps see it: the dataset, the run folder, the device and the record of
+    finished steps (``RUN/progress.json``, loaded when the run steps start)."""
+
+    data_dir: Path
+    run_dir: Path
+    device: torch.device
+    progress: dict = field(default_factory=lambda: {"done": {}, "data": None})
+
+
+class Step:
+    """A step of the pipeline: ``done(run)`` says whether its result is there, ``run(run,
+    config)`` makes it and returns metrics (``{}`` for all but evaluation). A run step is done
+    when ``RUN/progress.json`` records it."""
+
+    name: str = ""
+
+    def done(self, run: Run) -> bool:
+        return self.name in run.progress["done"]
+
+    def run(self, run: Run, config: RunConfig) -> dict[str, float]:
+        raise NotImplementedError
+
+
+class Stage1Step(Step):
+    name = "stage1"
+
+    def run(self, run: Run, config: RunConfig) -> dict[str, float]:
+        from ironrender.training.stage1 import CHECKPOINT_NAME, STAGE_DIR, train_stage1
+
+        resume = (run.run_dir / STAGE_DIR / CHECKPOINT_NAME).is_file()
+        train_stage1(run.data_dir, run.run_dir, config.stage1, run.device, resume=resume)
+        return {}
+
+
+class Stage2Step(Step):
+    name = "stage2"
+
+    def run(self, run: Run, config: RunConfig) -> dict[str, float]:
+        from ironrender.training.stage2 import CHECKPOINT_NAME, STAGE_DIR, train_stage2
+
+        resume = (run.run_dir / STAGE_DIR / CHECKPOINT_NAME).is_file()
+        train_stage2(run.data_dir, run.run_dir, config.stage2, run.device, resume=resume)
+        return {}
+
+
+class ExportStep(Step):
+    name = "export"
+
+    def run(self, run: Run, config: RunConfig) -> dict[str, float]:
+        from ironrender.export.run import export_run
+
+        export_run(run.run_dir, config.export, run.device)
+        return {}
+
+
+class EvalStep(Step):
+    name = "eval"
+
+    def run(self, run: Run, config: RunConfig) -> dict[str, float]:
+        from ironrender.evaluation.evaluate import evaluate_run
+
+        result = evaluate_run(run.run_dir, run.data_dir, run.device)
+        return result.get("mean", {})
+
+
+class SynthStep(Step):
+    """Render a synthetic capture into ``DATA`` (``iron synth``); done when ``DATA`` is a
+    usable dataset."""
+
+    name = "synth"
+
+    def __init__(self, synth_config=None):
+        self.synth_config = synth_config
+
+    def done(self, run: Run) -> bool:
+        return _usable_dataset(run.data_dir)
+
+    def run(self, run: Run, config: RunConfig) -> dict[str, float]:
+        from ironrender.data.synth import SynthConfig, synthesize
+
+        print(f"[synth] rendering the capture into {run.data_dir}")
+        synthesize(self.synth_config or SynthConfig(), run.data_dir, overwrite=True)
+        return {}
+
+
+class ImportStep(Step):
+    """Build ``DATA`` from a folder of photographs (``iron import``); done when ``DATA`` is a
+    usable dataset."""
+
+    name = "import"
+
+    def __init__(self, photos_dir: str | Path, import_config=None):
+        self.photos_dir = Path(photos_dir)
+        self.import_config = import_config
+
+    def done(self, run: Run) -> bool:
+        return _usable_dataset(run.data_dir)
+
+    def run(self, run: Run, config: RunConfig) -> dict[str, float]:
+        from ironrender.data.capture import import_photos
+
+        import_photos(self.photos_dir, run.data_dir, self.import_config)
+        return {}
+
+
+def _usable_dataset(data_dir: Path) -> bool:
+    from ironrender.data.check import check_dataset
+
+    return (data_dir / "train").is_dir() and not any(p.fatal for p in check_dataset(data_dir))
+
+
+#: The run steps, in order; ``iron run --steps`` chooses among their names.
+RUN_STEPS: tuple[Step, ...] = (Stage1Step(), Stage2Step(), ExportStep(), EvalStep())
+STEPS = tuple(step.name for step in RUN_STEPS)
 
 
 def run_pipeline(
@@ -152,60 +263,45 @@ def run_pipeline(
     config: RunConfig,
     device: torch.device | str | None = None,
     steps: tuple[str, ...] = STEPS,
+    dataset_steps: tuple[Step, ...] = (),
 ) -> RunSummary:
-    """Run (or resume) the requested steps in order and return times, metrics and the report."""
+    """Run (or resume) the dataset steps, then the requested run steps in order; return times,
+    metrics and the report. A dataset step's time is not recorded in ``progress.json`` (it
+    belongs to ``DATA``, which many runs may share)."""
     from ironrender.data.check import check_dataset, raise_on_errors
 
-    data_dir, run_dir = Path(data_dir), Path(run_dir)
     device = torch.device(device) if device is not None else default_device()
     if device.type == "cuda" and not torch.cuda.is_available():
         raise IronError("--device cuda: no CUDA device is available here; use --device cpu")
+    run = Run(Path(data_dir), Path(run_dir), device)
     torch.set_flush_denormal(True)  # Softplus(100) MLPs produce denormals: 5x slower on CPU
-    raise_on_errors(check_dataset(data_dir))
-    progress = prepare_run_dir(run_dir, data_dir, config)
+    for step in dataset_steps:
+        if step.done(run):
+            print(f"[{step.name}] reusing {run.data_dir}")
+        else:
+            step.run(run, config)
+    raise_on_errors(check_dataset(run.data_dir))
+    run.progress = prepare_run_dir(run.run_dir, run.data_dir, config)
     metrics: dict[str, float] = {}
-    for step in STEPS:
-        if step not in steps:
+    for step in RUN_STEPS:
+        if step.name not in steps:
             continue
-        if step in progress["done"]:
-            print(f"[{step}] already done ({progress['done'][step]:.0f} s); skipping")
+        if step.done(run):
+            seconds = run.progress["done"][step.name]
+            print(f"[{step.name}] already done ({seconds:.0f} s); skipping")
             continue
-        print(f"[{step}] starting")
+        print(f"[{step.name}] starting")
         started = time.perf_counter()
-        result = _run_step(step, data_dir, run_dir, config, device)
-        if step == "eval":
-            metrics = result
-        progress["done"][step] = time.perf_counter() - started
-        _write_progress(run_dir, progress)
-    report = run_dir / "report.html"
-    if not metrics and (run_dir / "eval" / "metrics.json").is_file():
-        metrics = json.loads((run_dir / "eval" / "metrics.json").read_text()).get("mean", {})
+        metrics |= step.run(run, config)
+        run.progress["done"][step.name] = time.perf_counter() - started
+        write_progress(run.run_dir, run.progress)
+    report = run.run_dir / REPORT_FILE
+    metrics_file = run.run_dir / EVAL_DIR / "metrics.json"
+    if not metrics and metrics_file.is_file():
+        metrics = json.loads(metrics_file.read_text()).get("mean", {})
     return RunSummary(
-        run_dir, dict(progress["done"]), metrics, report if report.is_file() else None
+        run.run_dir, dict(run.progress["done"]), metrics, report if report.is_file() else None
     )
-
-
-def _run_step(step: str, data_dir: Path, run_dir: Path, config: RunConfig, device) -> dict:
-    if step == "stage1":
-        from ironrender.training.stage1 import train_stage1
-
-        resume = (run_dir / "stage1" / "checkpoint.pt").is_file()
-        train_stage1(data_dir, run_dir, config.stage1, device, resume=resume)
-    elif step == "stage2":
-        from ironrender.training.stage2 import train_stage2
-
-        resume = (run_dir / "stage2" / "checkpoint.pt").is_file()
-        train_stage2(data_dir, run_dir, config.stage2, device, resume=resume)
-    elif step == "export":
-        from ironrender.evaluation.evaluate import export_run
-
-        export_run(run_dir, config.export, device)
-    elif step == "eval":
-        from ironrender.evaluation.evaluate import evaluate_run
-
-        result = evaluate_run(run_dir, data_dir, device)
-        return result.get("mean", result) if isinstance(result, dict) else {}
-    return {}
 
 
 def format_summary(summary: RunSummary) -> str:
@@ -215,19 +311,12 @@ def format_summary(summary: RunSummary) -> str:
         if step in summary.seconds:
             lines.append(f"  {step:<7} {summary.seconds[step]:7.1f} s")
     lines.append(f"  total   {total:7.1f} s")
-    for key in (
-        "psnr",
-        "ssim",
-        "chamfer_percent",
-        "albedo_psnr",
-        "roughness_error",
-        "relight_psnr",
-    ):
+    for key in SUMMARY_METRICS:
         if key in summary.metrics:
             lines.append(f"  {key:<16} {summary.metrics[key]:.4g}")
     if summary.report:
         lines.append(f"report: {summary.report}")
-    export = summary.run_dir / "export"
+    export = summary.run_dir / EXPORT_DIR
     if export.is_dir():
         lines.append(f"asset:  {export}/ (mesh.obj + mesh.mtl, model.glb, scene.xml, textures)")
     return "\n".join(lines)

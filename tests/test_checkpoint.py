@@ -8,7 +8,8 @@ import stat
 import pytest
 import torch
 
-from ironrender.training.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
+from ironrender.storage import atomic_write, atomic_write_text
+from ironrender.training.checkpoint import load_checkpoint, save_checkpoint
 
 
 def test_failed_write_keeps_the_previous_file(tmp_path):
@@ -18,10 +19,8 @@ def test_failed_write_keeps_the_previous_file(tmp_path):
     def explode(_handle):
         raise RuntimeError("killed mid-write")
 
-    from ironrender.training import checkpoint
-
     with pytest.raises(RuntimeError):
-        checkpoint._atomic_write(path, explode)
+        atomic_write(path, explode)
     assert path.read_text() == "old"
     assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
 

@@ -31,9 +31,19 @@ import trimesh
 from ironrender.data.cameras import Cameras, intrinsics_from_fov, look_at
 from ironrender.data.images import write_image
 from ironrender.evaluation import evaluate as ev
+from ironrender.evaluation.materials import project_to_surface, sample_texture
+from ironrender.evaluation.views import (
+    area_downsample,
+    encode_8bit,
+    evaluate_views,
+    resolution_note,
+)
+from ironrender.export.run import export_run
 from ironrender.fields.base import SphereSDF
 from ironrender.rendering.brdf import GGXMaterial, shade_flash
 from ironrender.rendering.surface_renderer import ShadeResult, SurfaceRenderConfig, render_patch
+from ironrender.run_folder import resolve_data_dir
+from ironrender.training.trained_model import TrainedModel, ViewRender, load_trained_model
 
 RADIUS = 0.5
 LIGHT = 6.0
@@ -138,19 +148,19 @@ def analytic_shader(materials):
     return shade
 
 
-def make_model(radius: float, albedo_scale: float = 1.0) -> ev.TrainedModel:
+def make_model(radius: float, albedo_scale: float = 1.0) -> TrainedModel:
     sdf = SphereSDF(radius)
     materials = analytic_materials(albedo_scale)
 
-    def render(cameras: Cameras, index: int) -> ev.ViewRender:
+    def render(cameras: Cameras, index: int) -> ViewRender:
         with torch.no_grad():
             image = render_patch(
                 sdf, analytic_shader(materials), cameras, index, SurfaceRenderConfig(),
                 training=False,
             )  # fmt: skip
-        return ev.ViewRender(image.color, image.mask)
+        return ViewRender(image.color, image.mask)
 
-    return ev.TrainedModel(sdf, render, materials, LIGHT, stage="analytic")
+    return TrainedModel(sdf, render, materials, LIGHT, stage="analytic")
 
 
 def eval_cameras() -> Cameras:
@@ -196,7 +206,7 @@ def dataset(tmp_path_factory) -> Path:
 
 
 def export_sphere(out_dir: Path, albedo_scale: float):
-    from ironrender.export.writers import ExportConfig, export_asset
+    from ironrender.export.asset import ExportConfig, export_asset
 
     return export_asset(
         SphereSDF(RADIUS), analytic_materials(albedo_scale), LIGHT, out_dir,
@@ -207,7 +217,7 @@ def export_sphere(out_dir: Path, albedo_scale: float):
 # --------------------------------------------------------------------------- relighting
 def test_relit_lambertian_sphere_under_constant_sky_is_albedo_times_radiance(tmp_path):
     from ironrender.evaluation.relight import render_relit
-    from ironrender.export.writers import ExportConfig, export_asset
+    from ironrender.export.asset import ExportConfig, export_asset
 
     rho = 0.5
 
@@ -317,13 +327,13 @@ def test_shrunken_sphere_and_half_albedo_give_the_known_errors(dataset, tmp_path
 def test_texture_lookup_follows_the_texel_convention():
     texture = np.arange(4 * 3, dtype=np.float64).reshape(4, 3, 1)  # value = 3 row + column
     uv = np.array([[(2 + 0.5) / 3, 1 - (1 + 0.5) / 4], [(0.5 + 0.5) / 3, 1 - (2 + 0.5) / 4]])
-    np.testing.assert_allclose(ev.sample_texture(texture, uv)[:, 0], [3 * 1 + 2, 3 * 2 + 0.5])
+    np.testing.assert_allclose(sample_texture(texture, uv)[:, 0], [3 * 1 + 2, 3 * 2 + 0.5])
 
 
 def test_newton_projection_lands_on_the_sphere():
     sdf = SphereSDF(0.7)
     points = torch.tensor([[0.1, 0.2, 0.3], [1.5, -0.2, 0.4], [-0.9, 0.9, 0.0]])
-    projected, normals, residual = ev.project_to_surface(sdf, points, steps=2)
+    projected, normals, residual = project_to_surface(sdf, points, steps=2)
     np.testing.assert_allclose(projected.norm(dim=-1).numpy(), 0.7, atol=1e-6)
     radial = points / points.norm(dim=-1, keepdim=True)
     np.testing.assert_allclose(normals.numpy(), radial.numpy(), atol=1e-6)
@@ -336,9 +346,9 @@ def test_data_folder_comes_from_the_run_record_or_must_be_given(tmp_path, datase
     run = tmp_path / "run"
     run.mkdir()
     with pytest.raises(IronError, match="--data"):
-        ev.resolve_data_dir(run, None)
+        resolve_data_dir(run, None)
     (run / "progress.json").write_text(json.dumps({"done": {}, "data": str(dataset)}))
-    assert ev.resolve_data_dir(run, None) == dataset
+    assert resolve_data_dir(run, None) == dataset
 
 
 # --------------------------------------------------------------------------- command line
@@ -348,7 +358,7 @@ def test_cli_help_states_the_real_defaults():
 
     from ironrender.cli.eval import register as register_eval
     from ironrender.cli.export import register as register_export
-    from ironrender.pipeline import fast_export_config
+    from ironrender.export.asset import fast_export_config
 
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers()
@@ -382,7 +392,7 @@ def test_checkpoints_of_both_stages_load_render_and_export(dataset, tmp_path):
     import dataclasses
 
     from ironrender.data.dataset import load_split, save_split
-    from ironrender.export.writers import ExportConfig
+    from ironrender.export.asset import ExportConfig
     from ironrender.training.stage1 import Stage1Config, train_stage1
     from ironrender.training.stage2 import Stage2Config, train_stage2
 
@@ -398,7 +408,7 @@ def test_checkpoints_of_both_stages_load_render_and_export(dataset, tmp_path):
     )
     train_stage1(data, run, stage1, "cpu")
     distance = float(test.cameras.centers.norm(dim=-1).median())
-    model = ev.load_trained_model(run, "cpu", camera_distance=distance)
+    model = load_trained_model(run, "cpu", camera_distance=distance)
     assert model.stage == "stage1" and "stand-in" in model.notice
     assert model.light_intensity == pytest.approx(math.pi * distance**2)
     small = test.cameras.scaled(0.25)
@@ -408,7 +418,7 @@ def test_checkpoints_of_both_stages_load_render_and_export(dataset, tmp_path):
 
     stage2 = Stage2Config(iterations=1, patch_size=16, light_init_views=1, light_init_size=16)
     train_stage2(data, run, stage2, "cpu", progress=False)
-    model = ev.load_trained_model(run, "cpu")
+    model = load_trained_model(run, "cpu")
     assert model.stage == "stage2" and not model.notice and model.light_intensity > 0
     view = model.render(small, 0)
     assert view.color.shape == (10, 12, 3) and bool(torch.isfinite(view.color).all())
@@ -420,7 +430,7 @@ def test_checkpoints_of_both_stages_load_render_and_export(dataset, tmp_path):
     assert values["diffuse_albedo"].shape == (2, 3) and values["roughness"].shape[0] == 2
 
     tiny = ExportConfig(resolution=32, max_faces=800, texture_size=64, progress=False)
-    result = ev.export_run(run, tiny, "cpu", data)
+    result = export_run(run, tiny, "cpu", data)
     assert result.out_dir == run / "export" and (run / "export" / "scene.xml").is_file()
 
 
@@ -476,14 +486,14 @@ def test_sfm_points_one_level_up_are_measured_against_the_export_else_the_sdf(da
 def test_area_downsample_is_the_mean_over_each_scaled_pixel():
     rng = np.random.default_rng(3)
     image = rng.uniform(size=(8, 12, 3))
-    halved = ev.area_downsample(image, 0.5, (6, 4)).numpy()
+    halved = area_downsample(image, 0.5, (6, 4)).numpy()
     np.testing.assert_allclose(halved, image.reshape(4, 2, 6, 2, 3).mean(axis=(1, 3)))
     # A factor that does not divide the size: constants stay, pixel 0 of a 10 -> 3 row covers
     # input [0, 10/3): pixels 0, 1, 2 and a third of pixel 3.
-    np.testing.assert_allclose(ev.area_downsample(np.full((10, 10), 0.7), 0.3, (3, 3)), 0.7)
+    np.testing.assert_allclose(area_downsample(np.full((10, 10), 0.7), 0.3, (3, 3)), 0.7)
     ramp = np.tile(np.arange(10.0), (10, 1))
     expected = (0 + 1 + 2 + 3 / 3) / (10 / 3)
-    assert float(ev.area_downsample(ramp, 0.3, (3, 3))[0, 0]) == pytest.approx(expected)
+    assert float(area_downsample(ramp, 0.3, (3, 3))[0, 0]) == pytest.approx(expected)
 
 
 def test_views_above_max_size_are_rendered_at_the_scaled_camera(dataset, tmp_path):
@@ -493,13 +503,13 @@ def test_views_above_max_size_are_rendered_at_the_scaled_camera(dataset, tmp_pat
     test = load_split(dataset, "test")
     model = make_model(RADIUS)
     config = ev.EvalConfig(**{**vars(CONFIG), "max_size": 24})  # 48x40 -> 24x20
-    rows = ev.evaluate_views(model, test.cameras, test.images, test.names, tmp_path, config)
+    rows = evaluate_views(model, test.cameras, test.images, test.names, tmp_path, config)
     small = test.cameras.scaled(0.5)
     for i, row in enumerate(rows):
         direct = model.render(small, i)
         assert direct.color.shape == (20, 24, 3)
-        pred = ev.encode_8bit(direct.color)
-        photo = ev.encode_8bit(ev.area_downsample(test.images[i], 0.5, (24, 20)))
+        pred = encode_8bit(direct.color)
+        photo = encode_8bit(area_downsample(test.images[i], 0.5, (24, 20)))
         assert row["psnr"] == m.psnr(pred, photo)
         assert row["psnr_object"] == m.psnr(pred, photo, direct.mask.numpy())
         from PIL import Image
@@ -509,7 +519,7 @@ def test_views_above_max_size_are_rendered_at_the_scaled_camera(dataset, tmp_pat
         # The photo is the full-size render of the same model: averaged 2x2 it matches the
         # half-size render up to the difference between a pixel's mean and its centre sample.
         assert row["psnr"] > 30
-    note = ev.resolution_note(test.cameras, 24)
+    note = resolution_note(test.cameras, 24)
     assert note.startswith("24x20: photographs of 48x40 area-averaged")
 
 
@@ -537,7 +547,7 @@ def rotated(cameras: Cameras, rotation: np.ndarray) -> Cameras:
 def test_capture_up_is_the_mean_camera_up_in_any_world_frame():
     from scipy.spatial.transform import Rotation
 
-    from ironrender.evaluation.relight import capture_up
+    from ironrender.data.cameras import capture_up
     from tests.conftest import ring_cameras
 
     ring = ring_cameras(n=8)  # looking down at the object from above, image up = world +Y
@@ -549,8 +559,8 @@ def test_capture_up_is_the_mean_camera_up_in_any_world_frame():
 
 
 def test_default_synthetic_capture_keeps_plus_y_as_its_up():
+    from ironrender.data.cameras import capture_up
     from ironrender.data.synth import SynthConfig, sample_poses
-    from ironrender.evaluation.relight import capture_up
 
     synth = SynthConfig()
     train, test = sample_poses(synth.views, synth.test_views, synth.camera_distance, synth.seed)
@@ -561,7 +571,8 @@ def test_default_synthetic_capture_keeps_plus_y_as_its_up():
 
 
 def test_turntable_circles_the_given_up_and_keeps_the_plus_y_frames():
-    from ironrender.evaluation.relight import TurntableConfig, capture_up, turntable_cameras
+    from ironrender.data.cameras import capture_up
+    from ironrender.evaluation.relight import TurntableConfig, turntable_cameras
 
     config = TurntableConfig(frames=6, size=32, elevation_deg=20.0, distance=3.0)
     # +Y: the frames of a turntable about the world's Y axis, as before capture_up existed.

@@ -13,7 +13,8 @@ import torch
 import trimesh
 
 from ironrender.errors import IronError
-from ironrender.export.mesh import decimate, extract_mesh
+from ironrender.export.mesh import decimate
+from ironrender.fields.level_set import extract_mesh
 
 SPHERE_RADIUS = 0.6
 TORUS_MAJOR = 0.55
@@ -193,7 +194,7 @@ def graded_materials(points: torch.Tensor, normals: torch.Tensor) -> dict[str, t
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    from ironrender.export.writers import ExportConfig, export_asset
+    from ironrender.export.asset import ExportConfig, export_asset
 
     config = ExportConfig(resolution=64, max_faces=4000, texture_size=256, progress=False)
     out = tmp_path_factory.mktemp("export")
@@ -326,7 +327,7 @@ def test_mitsuba_scene_of_a_burley_run_renders_burley_diffuse(exported, tmp_path
     """``diffuse_model="burley"`` swaps the scene's diffuse lobe for principled's, whose
     co-located value is Burley's closed form (written out here, independently of brdf.py). Down
     to n.v = 0.2, where Burley is ~40 % brighter than Lambert, so the wrong lobe cannot pass."""
-    from ironrender.export.writers import ExportConfig, export_asset
+    from ironrender.export.asset import ExportConfig, export_asset
 
     config = ExportConfig(resolution=64, max_faces=4000, texture_size=256, progress=False)
     result = export_asset(sphere_sdf, graded_materials, LIGHT, tmp_path, config, "cpu", "burley")

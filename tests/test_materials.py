@@ -141,7 +141,7 @@ def test_least_squares_light_matches_numpy(rng):
 
 def test_shader_matches_hand_written_ggx():
     """Constant materials at known points: the shader's radiance equals the formula in numpy."""
-    from ironrender.fields.materials import MaterialShader
+    from ironrender.rendering.material_shader import MaterialShader
     from ironrender.rendering.surface import SurfaceHit
 
     radiance = make_radiance()

@@ -17,12 +17,12 @@ import trimesh
 from ironrender import config as cfg
 from ironrender.errors import IronError
 from ironrender.evaluation.metrics import chamfer_from, compare_surfaces
-from ironrender.export.mesh import grid_spacing, mesh_from_grid
 from ironrender.export.select import (
     check_object_options,
     cut_by_plane,
     select_object,
 )
+from ironrender.fields.level_set import grid_spacing, mesh_from_grid
 
 RESOLUTION = 80
 SPACING = grid_spacing(RESOLUTION)
@@ -197,7 +197,7 @@ def test_auto_prefers_the_component_away_from_the_boundary():
 def test_invalid_options_are_one_line_errors():
     from ironrender.cli import build_parser
     from ironrender.cli.export import object_options
-    from ironrender.export.writers import ExportConfig
+    from ironrender.export.asset import ExportConfig
 
     for bad in (
         {"mode": "biggest"},
@@ -233,7 +233,7 @@ def test_invalid_options_are_one_line_errors():
 
 
 def test_export_asset_reports_the_selection_and_exports_the_object_only(tmp_path):
-    from ironrender.export.writers import ExportConfig, export_asset
+    from ironrender.export.asset import ExportConfig, export_asset
 
     def sdf(points: torch.Tensor) -> torch.Tensor:
         x = points.double().numpy()

@@ -28,11 +28,12 @@ from ironrender.training.stage2 import (
     STAGE_DIR,
     Stage2Config,
     fit_stage2,
+)
+from ironrender.training.stage2_step import target_to_loss_domain, to_loss_domain
+from ironrender.training.stage2_views import (
     initial_light_intensity,
     render_view,
     scene_render_config,
-    target_to_loss_domain,
-    to_loss_domain,
 )
 
 RADIUS = 0.5
@@ -239,7 +240,7 @@ def test_least_squares_light_finds_the_true_intensity(sphere_scene):
 
 def test_chunked_view_equals_whole_view(sphere_scene):
     """Strips of rows with overlap give the same image, masks and extras as one render."""
-    from ironrender.fields.materials import MaterialShader
+    from ironrender.rendering.material_shader import MaterialShader
     from ironrender.rendering.surface_renderer import render_patch
 
     split = load_split(sphere_scene, "train")
@@ -287,7 +288,7 @@ def test_patches_without_object_train_without_error(sphere_scene):
 def test_presets_roundtrip_through_saved_config(preset):
     """What a checkpoint stores (asdict) rebuilds the same config (load_stage2 relies on it)."""
     from ironrender.config import from_dict, to_dict
-    from ironrender.training.stage2 import STAGE2_PRESETS
+    from ironrender.training.stage2_config import STAGE2_PRESETS
 
     config = STAGE2_PRESETS[preset]()
     assert from_dict(Stage2Config, to_dict(config)) == config
@@ -318,7 +319,8 @@ def test_object_patches_are_centred_on_the_object(sphere_scene):
     """Masks from sphere tracing equal the analytic silhouette; with object_fraction = 1 every
     6x6 window holds object pixels, while uniform windows often miss it."""
     from ironrender.rendering.surface_renderer import SurfaceRenderConfig
-    from ironrender.training.stage2 import object_masks, sample_patch
+    from ironrender.training.stage2_step import sample_patch
+    from ironrender.training.stage2_views import object_masks
 
     split = load_split(sphere_scene, "train")
     masks = object_masks(SphereSDF(RADIUS), split.cameras, SurfaceRenderConfig(), longest=SIZE)

@@ -30,20 +30,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import time
 
-    from ironrender.data.check import check_dataset
-    from ironrender.data.synth import SynthConfig, synthesize
-    from ironrender.pipeline import format_summary, resolve_config, run_pipeline
+    from ironrender.pipeline import SynthStep, format_summary, resolve_config, run_pipeline
 
-    data_dir = args.out / "data"
     started = time.perf_counter()
-    if not (data_dir / "train").is_dir() or any(p.fatal for p in check_dataset(data_dir)):
-        print(f"[synth] rendering the default capture into {data_dir}")
-        synthesize(SynthConfig(), data_dir, overwrite=True)
-    else:
-        print(f"[synth] reusing {data_dir}")
-    synth_seconds = time.perf_counter() - started
     config = resolve_config(args.preset, args.config, args.overrides, edges=not args.no_edges)
-    summary = run_pipeline(data_dir, args.out / "run", config, args.device)
-    print(f"  synth   {synth_seconds:7.1f} s")
+    summary = run_pipeline(
+        args.out / "data", args.out / "run", config, args.device, dataset_steps=(SynthStep(),)
+    )
+    print(f"  all     {time.perf_counter() - started:7.1f} s (synth included)")
     print(format_summary(summary))
     return 0

@@ -44,7 +44,7 @@ examples:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    # Defaults (None here) come from ironrender.pipeline.fast_export_config() in run(); that
+    # Defaults (None here) come from ironrender.export.asset.fast_export_config() in run(); that
     # module imports torch, which `iron --help` must not wait for. The help text states them
     # (tests/test_evaluate.py checks that it matches).
     parser = sub.add_parser(
@@ -151,8 +151,9 @@ def run(args: argparse.Namespace) -> int:
     import dataclasses
 
     from ironrender.errors import IronError
-    from ironrender.evaluation.evaluate import export_run
-    from ironrender.pipeline import default_device, fast_export_config
+    from ironrender.export.asset import fast_export_config
+    from ironrender.export.run import export_run
+    from ironrender.pipeline import default_device
 
     defaults = fast_export_config()
     config = dataclasses.replace(

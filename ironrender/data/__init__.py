@@ -1,1 +1,14 @@
-"""Data: images, cameras and rays, IRON's dataset layout, validation and synthetic captures."""
+"""Data: what a capture is on disk and in memory, with no knowledge of fields or training.
+
+===================  ==========================================================================
+``images``           reading and writing images as linear radiance (PNG/JPEG gamma, EXR)
+``cameras``          pinhole cameras and rays (OpenCV axes), the capture's up direction
+``camera_file``      ``cam_dict_norm.json``: names, reader, writer, cameras without images
+``check``            dataset validation, one line per problem (``iron check``, every loader)
+``dataset``          loading and saving a split (images + cameras) in IRON's layout
+``envmap``           latitude-longitude environment maps (relighting ground truth)
+``mitsuba_backend``  choosing Mitsuba 3's variant once per process
+``capture/``         ``iron import``: photographs to a dataset, camera poses by SfM (pycolmap)
+``synth/``           ``iron synth``: synthetic flash captures with ground truth (Mitsuba 3)
+===================  ==========================================================================
+"""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -207,3 +208,24 @@ def intrinsics_from_fov(width: int, height: int, fov_x_degrees: float) -> Tensor
 
     f = 0.5 * width / math.tan(math.radians(fov_x_degrees) / 2)
     return torch.tensor([[f, 0.0, width / 2], [0.0, f, height / 2], [0.0, 0.0, 1.0]])
+
+
+#: Below this norm the mean of the cameras' up vectors has no direction (cameras rolled freely).
+MIN_MEAN_UP = 1e-6
+
+
+def capture_up(cameras: Cameras) -> np.ndarray:
+    """The capture's up direction (3,): the normalised mean of the cameras' up vectors.
+
+    With OpenCV axes the camera's y points down the image, so camera ``i`` shows world direction
+    ``u_i = -R_i^T e_y = -(row 1 of R_i)`` as up (``R_i`` the rotation of its W2C). A person holds
+    the camera upright, so ``normalize(sum_i u_i)`` is the world's up; on a ring of views the
+    tilts towards the object cancel. Should the vectors cancel altogether (cameras rolled
+    freely), the first camera's up is returned.
+    """
+    ups = -cameras.w2c[:, 1, :3].detach().cpu().double().numpy()
+    mean = ups.mean(axis=0)
+    norm = float(np.linalg.norm(mean))
+    if norm < MIN_MEAN_UP:
+        return ups[0] / np.linalg.norm(ups[0])
+    return mean / norm

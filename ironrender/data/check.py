@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ironrender.data.dataset import CAMERA_FILE, IMAGE_DIR, SPLITS, read_camera_dict
+from ironrender.data.camera_file import CAMERA_FILE, IMAGE_DIR, SPLITS, read_camera_dict
 from ironrender.data.images import IMAGE_SUFFIXES, is_hdr, read_image
 from ironrender.errors import DatasetError
 

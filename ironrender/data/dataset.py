@@ -12,7 +12,9 @@
 unit sphere at the origin. An LDR key (``12.png``) may have a linear twin ``12.exr`` beside it;
 ``load_split(..., linear=True)`` reads the twin instead.
 
-Every loader validates with :func:`ironrender.data.check.check_split` first, so bad input gives a
+The camera file's reader and names live in :mod:`ironrender.data.camera_file` (below both this
+module and :mod:`ironrender.data.check`). Every loader validates with
+:func:`ironrender.data.check.check_split` first, so bad input gives a
 one-line :class:`~ironrender.errors.DatasetError`, never a traceback.
 """
 
@@ -26,13 +28,17 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ironrender.data.camera_file import (
+    CAMERA_FILE,
+    IMAGE_DIR,
+    cameras_from_dict,
+    cameras_to_dict,
+    read_camera_dict,
+)
 from ironrender.data.cameras import Cameras
+from ironrender.data.check import check_split, raise_on_errors
 from ironrender.data.images import is_hdr, read_image, write_image
 from ironrender.errors import DatasetError
-
-CAMERA_FILE = "cam_dict_norm.json"
-IMAGE_DIR = "image"
-SPLITS = ("train", "test")
 
 
 @dataclass
@@ -64,42 +70,6 @@ def sort_names(names) -> list[str]:
         return sorted(names)
 
 
-def read_camera_dict(path: str | Path) -> dict:
-    """Parse a ``cam_dict_norm.json``; raises :class:`DatasetError` on malformed files."""
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"{path}: camera file not found")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"{path}: not valid JSON ({exc})") from exc
-    if not isinstance(data, dict):
-        raise DatasetError(f"{path}: expected a JSON object keyed by image file name")
-    return data
-
-
-def cameras_from_dict(entries: dict, names: list[str]) -> Cameras:
-    """Cameras for ``names`` from parsed ``cam_dict_norm.json`` entries (float32, CPU)."""
-    K = torch.tensor([entries[n]["K"] for n in names], dtype=torch.float64).reshape(-1, 4, 4)
-    W2C = torch.tensor([entries[n]["W2C"] for n in names], dtype=torch.float64).reshape(-1, 4, 4)
-    sizes = torch.tensor([entries[n]["img_size"] for n in names], dtype=torch.long)
-    return Cameras.from_iron(K.float(), W2C.float(), sizes)
-
-
-def cameras_to_dict(names: list[str], cameras: Cameras) -> dict:
-    K = cameras.to_iron_K().detach().cpu().double()
-    W2C = cameras.w2c.detach().cpu().double()
-    sizes = cameras.sizes.cpu()
-    return {
-        name: {
-            "K": K[i].reshape(-1).tolist(),
-            "W2C": W2C[i].reshape(-1).tolist(),
-            "img_size": [int(sizes[i, 0]), int(sizes[i, 1])],
-        }
-        for i, name in enumerate(names)
-    }
-
-
 def load_split(
     root: str | Path,
     split: str = "train",
@@ -110,8 +80,6 @@ def load_split(
 
     ``linear=True`` reads the ``.exr`` twin of each LDR key where one exists.
     """
-    from ironrender.data.check import check_split, raise_on_errors
-
     split_dir = Path(root) / split
     raise_on_errors(check_split(split_dir))
     entries = read_camera_dict(split_dir / CAMERA_FILE)

@@ -11,8 +11,8 @@ BSDF attached) is moved into new scenes:
   shadows, no interreflection; emitter hidden so the background is black);
 * **turntable**: the shape under a point light at the camera centre (the capture setting,
   intensity from ``light.json``), cameras on a circle about the capture's own up direction
-  (:func:`capture_up`; a capture's world frame has no preferred axis, and an imported one often
-  has its up along -Y).
+  (:func:`ironrender.data.cameras.capture_up`; a capture's world frame has no preferred axis,
+  and an imported one often has its up along -Y).
 
 Cameras: our OpenCV world-to-camera matrices become Mitsuba ``perspective`` sensors through
 :func:`ironrender.data.mitsuba_backend.perspective_sensor` (``to_world = C2W diag(-1, -1, 1)``,
@@ -20,8 +20,14 @@ horizontal field of view ``2 atan(W / 2 f_x)``, box filter, so pixel ``(i, j)`` 
 radiance over ``[i, i+1) x [j, j+1)`` whose centre is our ray through ``(i + 0.5, j + 0.5)``);
 tests check the result against :meth:`Cameras.project`.
 
-Images come back as linear RGB float32 (N, H, W, 3). Call nothing here before
-:func:`~ironrender.data.mitsuba_backend.select_variant` has run (these functions call it).
+Images come back as linear RGB float32 (N, H, W, 3). :func:`relight_metrics` compares the relit
+views with ``gt/relit`` twice: **raw** (the asset as exported; its albedo inherits the
+albedo/light scale ambiguity, as flash photographs only measure ``I rho``) and after ONE global
+least-squares scale ``s = sum p g / sum p^2`` over all views and channels (``relight_scale``; 1 =
+the exported albedo scale was right). :func:`write_turntable` writes the turntable's PNGs.
+
+Call nothing here before :func:`~ironrender.data.mitsuba_backend.select_variant` has run (these
+functions call it).
 """
 
 from __future__ import annotations
@@ -35,7 +41,10 @@ import numpy as np
 import torch
 
 from ironrender.data.cameras import Cameras, intrinsics_from_fov, look_at
+from ironrender.data.images import read_image, write_data_png, write_image
 from ironrender.errors import IronError
+from ironrender.evaluation.config import EvalConfig
+from ironrender.evaluation.views import encode_8bit, image_scores, mean_of
 from ironrender.export.writers import LIGHT_NAME, SCENE_NAME
 
 #: Single-bounce direct lighting, as the synthetic ground truth (``iron synth``) renders it.
@@ -45,8 +54,6 @@ FLASH_INTEGRATOR = {"type": "direct", "emitter_samples": 1, "bsdf_samples": 0}
 #: Distinct sampler seeds per rendered view, offset per purpose so no two renders share one.
 RELIGHT_SEED_OFFSET = 0
 TURNTABLE_SEED_OFFSET = 10_000
-#: Below this norm the mean of the cameras' up vectors has no direction (cameras rolled freely).
-MIN_MEAN_UP = 1e-6
 
 
 @dataclass
@@ -148,23 +155,6 @@ def render_relit(
     return _render_each(mi, scene, cameras, spp, seed + RELIGHT_SEED_OFFSET, move_light=False)
 
 
-def capture_up(cameras: Cameras) -> np.ndarray:
-    """The capture's up direction (3,): the normalised mean of the cameras' up vectors.
-
-    With OpenCV axes the camera's y points down the image, so camera ``i`` shows world direction
-    ``u_i = -R_i^T e_y = -(row 1 of R_i)`` as up (``R_i`` the rotation of its W2C). A person holds
-    the camera upright, so ``normalize(sum_i u_i)`` is the world's up; on a ring of views the
-    tilts towards the object cancel. Should the vectors cancel altogether (cameras rolled
-    freely), the first camera's up is returned.
-    """
-    ups = -cameras.w2c[:, 1, :3].detach().cpu().double().numpy()
-    mean = ups.mean(axis=0)
-    norm = float(np.linalg.norm(mean))
-    if norm < MIN_MEAN_UP:
-        return ups[0] / np.linalg.norm(ups[0])
-    return mean / norm
-
-
 def turntable_axes(up: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Orthonormal ``(side, up, front)``: ``front`` = world +Z made perpendicular to ``up``
     (+X when up is along Z), ``side = up x front``; ``up = +Y`` gives the world axes X, Y, Z."""
@@ -208,7 +198,8 @@ def render_turntable(
 ) -> np.ndarray:
     """Frames (F, S, S, 3) linear of the exported asset lit by a flash at each camera.
 
-    The cameras circle ``up``, the capture's up direction (:func:`capture_up` of its cameras).
+    The cameras circle ``up``, the capture's up direction
+    (:func:`ironrender.data.cameras.capture_up` of its cameras).
     ``light_intensity`` defaults to the exported ``light.json``, so a frame at the capture
     distance is exposed like the training photographs.
     """
@@ -232,3 +223,92 @@ def render_turntable(
     return _render_each(
         mi, scene, cameras, config.spp, seed + TURNTABLE_SEED_OFFSET, move_light=True
     )
+
+
+# ----------------------------------------------------------------------------- metrics
+def relit_ground_truth(gt_dir: Path, stem: str) -> np.ndarray | None:
+    for suffix in (".exr", ".png"):
+        path = gt_dir / "relit" / f"{stem}{suffix}"
+        if path.is_file():
+            return read_image(path)
+    return None
+
+
+def fit_global_scale(preds: np.ndarray, gts: np.ndarray) -> float:
+    """The one scale ``s`` minimising ``sum (s p - g)^2`` over all views, pixels and channels."""
+    p, g = np.asarray(preds, np.float64), np.asarray(gts, np.float64)
+    denominator = float((p * p).sum())
+    return float((p * g).sum() / denominator) if denominator > 0 else 1.0
+
+
+def relight_metrics(
+    export_dir: Path,
+    gt_dir: Path,
+    cameras: Cameras,
+    names: list[str],
+    out_dir: Path,
+    config: EvalConfig,
+) -> dict | None:
+    """Relit test views of the exported asset vs ``gt/relit`` (raw and one global scale)."""
+    envmap_path = gt_dir / "envmap.exr"
+    stems = [Path(n).stem for n in names]
+    gts = [relit_ground_truth(gt_dir, s) for s in stems]
+    keep = [i for i, g in enumerate(gts) if g is not None]
+    if not envmap_path.is_file() or not keep:
+        return None
+    cameras = cameras[torch.as_tensor(keep, device=cameras.device)]
+    gt_images = np.stack([gts[i] for i in keep])
+    try:
+        preds = render_relit(export_dir, read_image(envmap_path), cameras, config.relight_spp)
+    except ValueError as exc:  # e.g. an off-centre principal point (Mitsuba's sensor lacks it)
+        print(f"warning: no relighting: {exc}")
+        return None
+    scale = fit_global_scale(preds, gt_images)
+    rows = []
+    for k, i in enumerate(keep):
+        gt = encode_8bit(gt_images[k])
+        raw = encode_8bit(preds[k])
+        scaled = encode_8bit(scale * preds[k])
+        write_data_png(out_dir / f"{stems[i]}_gt.png", gt)
+        write_data_png(out_dir / f"{stems[i]}_pred.png", raw)
+        write_data_png(out_dir / f"{stems[i]}_scaled.png", scaled)
+        raw_scores = image_scores(raw, gt)
+        scaled_scores = image_scores(scaled, gt)
+        rows.append(
+            {"view": stems[i]}
+            | {k2: v for k2, v in raw_scores.items()}
+            | {f"{k2}_scaled": v for k2, v in scaled_scores.items()}
+        )
+    keys = [k for k in rows[0] if k != "view"]
+    return {
+        "mean": {key: mean_of(rows, key) for key in keys},
+        "scale": scale,
+        "per_view": rows,
+        "note": (
+            "raw: the exported asset as is; *_scaled: after one global least-squares scale of"
+            " the rendered radiance (all views, linear) = `scale`. Images compared as 8-bit"
+            " gamma-2.2 PNGs, full image. Renders: Mitsuba 3 direct illumination under"
+            " gt/envmap.exr, emitter hidden."
+        ),
+    }
+
+
+def write_turntable(export_dir: Path, out_dir: Path, up: np.ndarray, distance: float, fov: float,
+                    size: int, config: EvalConfig) -> list[Path]:  # fmt: skip
+    """``config.turntable_frames`` flash-lit frames of the exported asset (PNG), the cameras
+    circling the capture's up direction ``up``."""
+    turntable = TurntableConfig(
+        frames=config.turntable_frames,
+        size=size,
+        spp=config.turntable_spp,
+        elevation_deg=config.turntable_elevation_deg,
+        distance=distance,
+        fov_deg=fov,
+    )
+    frames = render_turntable(export_dir, up, turntable, seed=config.seed)
+    paths = []
+    for k, frame in enumerate(frames):
+        path = out_dir / f"frame_{k:02d}.png"
+        write_image(path, frame)
+        paths.append(path)
+    return paths

@@ -203,7 +203,7 @@ dl.notes dt {{ font-weight: bold; margin-top: 0.4em; }} dl.notes dd {{ margin-le
 </body></html>
 """
     out = run_dir / "report.html"
-    from ironrender.training.checkpoint import atomic_write_text
+    from ironrender.storage import atomic_write_text
 
     atomic_write_text(out, page)
     return out

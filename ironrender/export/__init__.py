@@ -1,12 +1,24 @@
-"""Export: SDF to mesh, UV atlas, texture baking, OBJ/MTL/GLB/Mitsuba writers.
+"""Export: a trained model as a relightable asset (OBJ/MTL, glTF, Mitsuba 3 scene, textures).
 
-The one entry point is :func:`export_asset`; the steps are importable on their own.
+=================  ============================================================================
+``asset``          :func:`export_asset`: the steps below in order; ``ExportConfig``
+``select``         which part of the extracted surface is the object (crop, cut, components)
+``support_plane``  the table or cloth under the object, found so it can be cut away
+``mesh``           decimation to a triangle budget
+``uv``             the UV atlas (xatlas)
+``bake``           texture baking: one material query per texel
+``writers``        the files: maps, OBJ/MTL, GLB, ``scene.xml``, ``light.json``
+``run``            :func:`export_run`: a trained run folder to ``RUN/export``
+=================  ============================================================================
+
+The surface itself is the SDF's zero level set (:mod:`ironrender.fields.level_set`).
 """
 
+from ironrender.export.asset import ExportConfig, ExportResult, export_asset, write_asset
 from ironrender.export.bake import BakedTextures, bake_textures
-from ironrender.export.mesh import decimate, extract_mesh
+from ironrender.export.mesh import decimate
 from ironrender.export.uv import UVMesh, unwrap
-from ironrender.export.writers import ExportConfig, ExportResult, export_asset, write_asset
+from ironrender.fields.level_set import extract_mesh
 
 __all__ = [
     "BakedTextures",

@@ -18,7 +18,6 @@ Texel convention as in :mod:`ironrender.export.uv`: row ``r``, column ``c`` has 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,10 +26,7 @@ from torch import Tensor
 
 from ironrender.errors import IronError
 from ironrender.export.uv import UVMesh
-
-#: A material function: surface points (P, 3) and unit normals (P, 3), both torch tensors on the
-#: bake device, to named per-point values (P, C) (tensors or arrays), e.g. ``diffuse_albedo``.
-MaterialsFn = Callable[[Tensor, Tensor], Mapping[str, "Tensor | np.ndarray"]]
+from ironrender.fields.materials import MaterialsFn
 
 #: Barycentric tolerance: a texel centre exactly on a shared edge belongs to both triangles.
 INSIDE_EPS = 1e-9

@@ -246,7 +246,7 @@ def select_object(
     """The object's part of a marching-cubes ``mesh`` (module docstring) and what was done.
 
     ``up``: a vector towards the cameras' side (the capture's up,
-    :func:`ironrender.evaluation.relight.capture_up`), used by ``auto`` to orient support planes.
+    :func:`ironrender.data.cameras.capture_up`), used by ``auto`` to orient support planes.
     ``bound``: the half-size of the marching-cubes grid; ``spacing``:
     its cell size (estimated from the edge lengths when ``None``). ``seed``: RANSAC's seed.
     Raises :class:`IronError` for invalid options or when nothing is left.

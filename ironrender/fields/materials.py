@@ -15,6 +15,8 @@ SDF feature ``f`` (not detached, so material gradients also shape the SDF, as in
 * **roughness** ``alpha``: the GGX alpha itself (not squared), as IRON.
 * **light intensity** ``I``: one grey scalar; the flash gives radiance ``I / d^2`` (Eq. 3).
 
+Shading them under the flash is rendering's part (:mod:`ironrender.rendering.material_shader`).
+
 Output mappings (``MaterialConfig.mapping``):
 
 * ``"reference"``: IRON's ``rho_s = |0.1 (y + 0.4)|`` and ``alpha = |0.1 (y + 0.1)| + 0.01``.
@@ -34,9 +36,10 @@ captures (IRON's learned values run from 1.2 to 136; reference §4).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -45,9 +48,6 @@ from ironrender.fields.base import SDFField
 from ironrender.fields.encodings import GridConfig, PositionalEncoding, make_grid_encoding
 from ironrender.fields.radiance import RadianceField
 from ironrender.fields.sdf import MLP
-from ironrender.rendering.brdf import DIFFUSE_MODELS, GGXMaterial, shade_flash
-from ironrender.rendering.surface import SurfaceHit
-from ironrender.rendering.surface_renderer import ShadeResult
 
 RGB = 3
 NORMAL_DIM = 3
@@ -56,6 +56,10 @@ REFERENCE_SCALE = 0.1
 REFERENCE_SPECULAR_OFFSET = 0.4
 REFERENCE_ROUGHNESS_OFFSET = 0.1
 REFERENCE_ROUGHNESS_MIN = 0.01
+
+#: The diffuse lobes the BRDF implements (:func:`ironrender.rendering.brdf.shade_flash`): IRON's
+#: Lambert, or Burley's (Disney diffuse, as Mitsuba's principled BSDF).
+DIFFUSE_MODELS = ("lambert", "burley")
 
 
 @dataclass
@@ -268,43 +272,11 @@ def least_squares_light(unit_light: Tensor, target: Tensor, weights: Tensor | No
     return float((weights * unit_light * target).sum() / denominator)
 
 
-class MaterialShader:
-    """The stage-2 :data:`~ironrender.rendering.surface_renderer.ShadeFn`: materials + GGX flash.
-
-    For each hit, ``L = I / d^2 * f_r * c`` (seed Eqs. 2-3) with the materials queried at the
-    reparameterised point, its unit normal and SDF feature. ``unit_light=True`` renders with
-    ``I = 1`` (the least-squares light initialisation). Extras: ``diffuse_albedo`` and
-    ``specular_albedo`` (3), ``roughness`` (1), per pixel for the range loss and evaluation.
-    """
-
-    def __init__(self, materials: MaterialFields, unit_light: bool = False):
-        self.materials = materials
-        self.unit_light = unit_light
-
-    def __call__(self, hit: SurfaceHit, light_positions: Tensor, view_dirs: Tensor) -> ShadeResult:
-        sample = self.materials(hit.points, hit.normals, hit.features)
-        intensity = 1.0 if self.unit_light else sample.light_intensity
-        material = GGXMaterial(sample.diffuse_albedo, sample.specular_albedo, sample.roughness)
-        shading = shade_flash(
-            material,
-            hit.normals,
-            hit.points,
-            light_positions,
-            intensity,
-            self.materials.config.diffuse_model,
-        )
-        if len(hit) == 0:
-            # No hits: no per-hit extras (the renderer cannot reshape an empty (0, C) map).
-            return ShadeResult(shading.radiance, {})
-        extras = {
-            "diffuse_albedo": sample.diffuse_albedo,
-            "specular_albedo": sample.specular_albedo,
-            "roughness": sample.roughness,
-        }
-        return ShadeResult(shading.radiance, extras)
-
-
-MaterialsFn = Callable[[Tensor, Tensor], dict[str, Tensor]]
+#: A material function: surface points (P, 3) and unit normals (P, 3), torch tensors on one
+#: device, to named per-point values (P, C) (tensors or arrays): ``diffuse_albedo``,
+#: ``specular_albedo``, ``roughness`` (GGX alpha). What export bakes and evaluation queries, from
+#: any model (stage 2's fields, stage 1's stand-in).
+MaterialsFn = Callable[[Tensor, Tensor], Mapping[str, "Tensor | np.ndarray"]]
 
 
 def materials_function(sdf: SDFField, materials: MaterialFields) -> MaterialsFn:
@@ -313,7 +285,7 @@ def materials_function(sdf: SDFField, materials: MaterialFields) -> MaterialsFn:
     Features are read from ``sdf`` at the points; call under ``torch.no_grad()``.
     """
 
-    def query(points: Tensor, normals: Tensor) -> dict[str, Tensor]:
+    def query(points: Tensor, normals: Tensor) -> Mapping[str, Tensor | np.ndarray]:
         features = sdf(points).features
         sample = materials(points, normals, features)
         return {

@@ -1,1 +1,12 @@
-"""Rendering: NeuS volume rendering (stage 1) and ray sampling."""
+"""Rendering: images from fields, differentiably.
+
+=====================  ========================================================================
+``samplers``           where samples go along a ray (stratified, inverse CDF, a cached proposal)
+``volume``             NeuS volume rendering (stage 1), with the background model
+``surface``            sphere tracing and the differentiable ray-surface intersection
+``edges``              edge sampling at silhouettes (IRON's Algorithm 1, seed eqs. 5-9)
+``brdf``               the GGX microfacet BRDF under a co-located flash
+``surface_renderer``   edge-aware surface rendering of a camera or a crop (stage 2)
+``material_shader``    the stage-2 shader: neural materials under the flash
+=====================  ========================================================================
+"""

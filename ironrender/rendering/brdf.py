@@ -50,6 +50,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ironrender.fields.materials import DIFFUSE_MODELS
+
 COS_EPS = 1e-5  # smallest n.v used in shading (IRON clamps to [1e-5, 0.99999])
 ALPHA_MIN = 1e-4  # smallest GGX alpha (IRON's and Mitsuba's lower bound)
 
@@ -98,9 +100,6 @@ def colocated_brdf_terms(cos_nv: Tensor, alpha: Tensor) -> Tensor:
     """The geometric part of the specular lobe, ``D G1^2 / (4 c^2)`` (...), with ``c`` clamped."""
     c = cos_nv.clamp(COS_EPS, 1.0)
     return ggx_distribution(c, alpha) * smith_g1(c, alpha) ** 2 / (4.0 * c**2)
-
-
-DIFFUSE_MODELS = ("lambert", "burley")
 
 
 def burley_colocated_factor(cos_nv: Tensor, alpha: Tensor) -> Tensor:

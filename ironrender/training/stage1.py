@@ -14,7 +14,8 @@ regions like a perceptual tonemap, while the radiance net's sigmoid bounds outpu
 anyway (stage 1 only has to produce geometry and an albedo initialisation). Set
 ``loss_domain = "linear"`` to fit linear values instead.
 
-Run folder: ``RUN/stage1/{checkpoint.pt, previews/, mesh.ply, tb/}``. Checkpoints hold the
+The settings and presets are in :mod:`~ironrender.training.stage1_config`. Run folder:
+``RUN/stage1/{checkpoint.pt, previews/, mesh.ply, tb/}``. Checkpoints hold the
 model, the optimiser, the step, the proposal cache and every RNG state, so ``resume`` continues
 bit-for-bit where a killed run stopped.
 """
@@ -35,14 +36,12 @@ from ironrender.data.cameras import Cameras
 from ironrender.data.dataset import Split, load_split
 from ironrender.data.images import GAMMA
 from ironrender.errors import IronError
-from ironrender.fields.background import paper_background_config
 from ironrender.fields.encodings import GridConfig
-from ironrender.fields.radiance import RadianceConfig, RadianceField, paper_radiance_config
-from ironrender.fields.sdf import NeuralSDF, NeuSVariance, SDFConfig, paper_sdf_config
+from ironrender.fields.radiance import RadianceField
+from ironrender.fields.sdf import NeuralSDF, NeuSVariance
 from ironrender.rendering.samplers import SDFGridCache
 from ironrender.rendering.volume import (
     Background,
-    VolumeConfig,
     choose_background,
     render_image,
     render_rays,
@@ -50,108 +49,36 @@ from ironrender.rendering.volume import (
 from ironrender.training.checkpoint import load_checkpoint, save_checkpoint
 from ironrender.training.runlog import RunLog, normal_image, psnr, write_panels
 from ironrender.training.schedules import active_levels, cos_anneal_ratio, learning_rate_factor
+from ironrender.training.stage1_config import (
+    LOSS_DOMAINS,
+    PRESETS,
+    LogConfig,
+    Stage1Config,
+    TrainConfig,
+    fast_stage1_config,
+    paper_stage1_config,
+    stage1_preset,
+)
+
+__all__ = [  # the configuration, re-exported: "stage 1" is where a user looks for it
+    "PRESETS",
+    "LogConfig",
+    "Stage1Config",
+    "TrainConfig",
+    "fast_stage1_config",
+    "paper_stage1_config",
+    "stage1_preset",
+    "Stage1Model",
+    "train_stage1",
+    "load_stage1",
+    "write_mesh",
+]
 
 STAGE_DIR = "stage1"
 CHECKPOINT_NAME = "checkpoint.pt"
 MESH_NAME = "mesh.ply"
 PREVIEW_DIR = "previews"
-LOSS_DOMAINS = ("gamma", "linear")
 EIKONAL_RADIUS = 1.2  # eikonal on samples with |x| < 1.2 (IRON)
-
-
-# ----------------------------------------------------------------------------- configuration
-@dataclass
-class TrainConfig:
-    """Optimisation. Defaults are the ``fast`` preset."""
-
-    steps: int = 1500
-    batch_rays: int = 384
-    lr: float = 5e-3  # networks
-    grid_lr: float = 2e-2  # grid features (Instant-NGP-style grids want larger steps)
-    variance_lr: float = 5e-3
-    adam_betas: tuple[float, float] = (0.9, 0.99)
-    adam_eps: float = 1e-15
-    warmup_steps: int = 100
-    lr_alpha: float = 0.05  # cosine decay to this fraction of the rate
-    eikonal_weight: float = 0.1
-    anneal_end: int = 500  # NeuS cos annealing ramp
-    foreground_fraction: float = 0.75  # share of rays drawn from pixels brighter than below
-    foreground_threshold: float = 0.02  # in the loss domain; rest of the rays: any pixel
-    grid_initial_levels: int = 4  # coarse-to-fine: levels active at step 0
-    grid_ramp_steps: int = 800  # all levels active after this many steps
-    proposal_cache_resolution: int = 48  # 0: importance sampling queries the network
-    proposal_refresh_every: int = 16
-    loss_domain: str = "gamma"
-    seed: int = 0
-
-
-@dataclass
-class LogConfig:
-    progress: bool = True
-    tensorboard: bool = True
-    scalars_every: int = 25
-    checkpoint_every: int = 250
-    preview_every: int = 1000  # 0: only at the end
-    preview_scale: float = 0.5  # previews render at this fraction of the image size ...
-    preview_max_size: int = 320  # ... and at most this many pixels on their longest side
-    preview_views: tuple[int, ...] = (0,)
-    mesh_resolution: int = 192
-    mesh_every: int = 0  # 0: only the final mesh
-    render_chunk: int = 4096
-
-
-@dataclass
-class Stage1Config:
-    sdf: SDFConfig = field(default_factory=SDFConfig)
-    radiance: RadianceConfig = field(default_factory=RadianceConfig)
-    volume: VolumeConfig = field(
-        default_factory=lambda: VolumeConfig(
-            n_coarse=64, n_importance=32, up_sample_steps=2, render_coarse=False, background="auto"
-        )
-    )
-    train: TrainConfig = field(default_factory=TrainConfig)
-    log: LogConfig = field(default_factory=LogConfig)
-
-
-def fast_stage1_config() -> Stage1Config:
-    """Designed for 2 CPU cores and 128x128 captures: grid SDF, 32 rendered samples per ray
-    placed by a cached-grid proposal, a few thousand steps."""
-    return Stage1Config()
-
-
-def paper_stage1_config() -> Stage1Config:
-    """IRON's ``womask_iron.conf`` (reference §2-3): 8x256 MLPs, 64 + 4x16 samples, 512 rays,
-    lr 5e-4 with 5k warm-up and cosine decay to 0.05x, anneal to 50k, 100k steps."""
-    return Stage1Config(
-        sdf=paper_sdf_config(),
-        radiance=paper_radiance_config(),
-        volume=VolumeConfig(background="field", background_field=paper_background_config()),
-        train=TrainConfig(
-            steps=100_000,
-            batch_rays=512,
-            lr=5e-4,
-            grid_lr=5e-4,
-            variance_lr=5e-4,
-            adam_betas=(0.9, 0.999),
-            adam_eps=1e-8,
-            warmup_steps=5000,
-            anneal_end=50_000,
-            foreground_fraction=0.0,
-            proposal_cache_resolution=0,
-        ),
-        log=LogConfig(
-            checkpoint_every=10_000, preview_every=2500, mesh_every=5000, mesh_resolution=256
-        ),
-    )
-
-
-PRESETS = {"fast": fast_stage1_config, "paper": paper_stage1_config}
-
-
-def stage1_preset(name: str) -> Stage1Config:
-    if name not in PRESETS:
-        raise IronError(f"unknown stage-1 preset {name!r}; choose one of {sorted(PRESETS)}")
-    return PRESETS[name]()
 
 
 # ----------------------------------------------------------------------------- model
@@ -488,7 +415,7 @@ def _write_previews(
 
 def write_mesh(sdf: NeuralSDF, path: Path, resolution: int, device: torch.device) -> Path:
     """Marching cubes on the SDF (largest component kept, as IRON's export) to ``path``."""
-    from ironrender.export.mesh import extract_mesh
+    from ironrender.fields.level_set import extract_mesh
 
     mesh = extract_mesh(sdf.sdf, resolution, bound=1.0, device=device, keep_largest_component=True)
     path.parent.mkdir(parents=True, exist_ok=True)

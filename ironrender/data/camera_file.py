@@ -1,0 +1,84 @@
+"""The camera file ``cam_dict_norm.json``: its names, reader and writer, and what a dataset's
+cameras say about the capture (distance, up direction) without reading any image.
+
+``cam_dict_norm.json`` maps each image file name to ``{"K": 16 floats, "W2C": 16 floats,
+"img_size": [W, H]}`` (row-major 4x4 matrices, OpenCV camera axes). This module sits below both
+the loader (:mod:`ironrender.data.dataset`) and the checks (:mod:`ironrender.data.check`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ironrender.data.cameras import Cameras, capture_up
+from ironrender.errors import DatasetError
+
+CAMERA_FILE = "cam_dict_norm.json"
+IMAGE_DIR = "image"
+SPLITS = ("train", "test")
+
+
+def read_camera_dict(path: str | Path) -> dict:
+    """Parse a ``cam_dict_norm.json``; raises :class:`DatasetError` on malformed files."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"{path}: camera file not found")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise DatasetError(f"{path}: expected a JSON object keyed by image file name")
+    return data
+
+
+def cameras_from_dict(entries: dict, names: list[str]) -> Cameras:
+    """Cameras for ``names`` from parsed ``cam_dict_norm.json`` entries (float32, CPU)."""
+    K = torch.tensor([entries[n]["K"] for n in names], dtype=torch.float64).reshape(-1, 4, 4)
+    W2C = torch.tensor([entries[n]["W2C"] for n in names], dtype=torch.float64).reshape(-1, 4, 4)
+    sizes = torch.tensor([entries[n]["img_size"] for n in names], dtype=torch.long)
+    return Cameras.from_iron(K.float(), W2C.float(), sizes)
+
+
+def cameras_to_dict(names: list[str], cameras: Cameras) -> dict:
+    K = cameras.to_iron_K().detach().cpu().double()
+    W2C = cameras.w2c.detach().cpu().double()
+    sizes = cameras.sizes.cpu()
+    return {
+        name: {
+            "K": K[i].reshape(-1).tolist(),
+            "W2C": W2C[i].reshape(-1).tolist(),
+            "img_size": [int(sizes[i, 0]), int(sizes[i, 1])],
+        }
+        for i, name in enumerate(names)
+    }
+
+
+def split_cameras(data_dir: Path | None, split: str) -> Cameras | None:
+    """The cameras of ``DATA/<split>/cam_dict_norm.json`` (no images read), or None."""
+    if data_dir is None:
+        return None
+    path = data_dir / split / CAMERA_FILE
+    if not path.is_file():
+        return None
+    entries = read_camera_dict(path)
+    return cameras_from_dict(entries, list(entries))
+
+
+def median_camera_distance(data_dir: Path | None) -> float | None:
+    """Median |camera centre| of the training split, or None when there is no dataset."""
+    cameras = split_cameras(data_dir, "train")
+    return None if cameras is None else float(cameras.centers.norm(dim=-1).median())
+
+
+def dataset_up(data_dir: Path) -> np.ndarray:
+    """The capture's up direction from all its cameras, train and test
+    (:func:`ironrender.data.cameras.capture_up`)."""
+    parts = [c for split in SPLITS if (c := split_cameras(data_dir, split)) is not None]
+    w2c = torch.cat([c.w2c.double() for c in parts])
+    intrinsics = torch.cat([c.intrinsics.double() for c in parts])
+    return capture_up(Cameras(intrinsics, w2c, torch.cat([c.sizes for c in parts])))
