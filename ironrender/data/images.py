@@ -3,14 +3,21 @@
 Conventions, fixed for the whole project:
 
 * In memory an image is a float32 array of shape (H, W, 3), RGB, **linear** radiance.
-* PNG/JPG files are gamma-encoded 8-bit: ``linear = (value / 255) ** 2.2`` on read and
-  ``value = round(255 * clip(linear, 0, 1) ** (1 / 2.2))`` on write (IRON's convention).
+* PNG/JPG files are gamma-encoded: ``linear = (value / 255) ** 2.2`` on read (``/ 65535`` for
+  16-bit PNGs) and ``value = round(255 * clip(linear, 0, 1) ** (1 / 2.2))`` on write (IRON's
+  convention). Grey, grey+alpha, palette and RGBA files are read as RGB (alpha is ignored); the
+  EXIF orientation is applied.
 * EXR files are linear float, read and written with the ``OpenEXR`` package (imageio would
   silently write a TIFF under an ``.exr`` name).
+
+Reading never trusts a file: a ``.png``/``.jpg`` must hold PNG or JPEG data, an image larger
+than :data:`MAX_PIXELS` is refused from its header before anything is decoded, and every
+failure is a one-line :class:`~ironrender.errors.DatasetError`.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +28,32 @@ GAMMA = 2.2
 LDR_SUFFIXES = (".png", ".jpg", ".jpeg")
 HDR_SUFFIXES = (".exr",)
 IMAGE_SUFFIXES = LDR_SUFFIXES + HDR_SUFFIXES
+#: The formats a ``.png``/``.jpg`` file may hold (whatever its suffix says of the two).
+LDR_FORMATS = ("PNG", "JPEG")
+#: Largest image read, in pixels: Pillow's decompression-bomb threshold (a 9459 x 9459 image).
+MAX_PIXELS = 1024 * 1024 * 1024 // 4 // 3
+
+#: 16-bit PNG layouts Pillow decodes to 8 bits, and how to get the full values back (below).
+_PNG16_LOW_BYTES = {"RGB;16B": "RGB;16L", "RGBA;16B": "RGBA;16L"}
+_PNG16_GREY_ALPHA = "LA;16B"
+#: EXIF orientation -> numpy steps that undo it (what ``ImageOps.exif_transpose`` does).
+_ORIENTATIONS = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.swapaxes(0, 1),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: a[::-1, ::-1].swapaxes(0, 1),
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+class ImageSizeError(DatasetError):
+    """The image is not the size the caller expected (``width``, ``height`` are the file's)."""
+
+    def __init__(self, message: str, width: int, height: int) -> None:
+        super().__init__(message)
+        self.width, self.height = width, height
 
 
 def linear_to_srgb_gamma(linear: np.ndarray) -> np.ndarray:
@@ -37,34 +70,120 @@ def is_hdr(path: str | Path) -> bool:
     return Path(path).suffix.lower() in HDR_SUFFIXES
 
 
-def read_image(path: str | Path) -> np.ndarray:
+def one_line(text: object) -> str:
+    """``text`` on one printable line: control characters and unencodable ones escaped."""
+    text = str(text).encode("utf-8", "backslashreplace").decode("utf-8")
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+
+
+def read_image(path: str | Path, size: tuple[int, int] | None = None) -> np.ndarray:
     """Read an image file as linear RGB float32 of shape (H, W, 3).
 
-    Raises :class:`DatasetError` with a one-line message if the file is missing or unreadable.
+    With ``size`` (width, height), a file of another size raises :class:`ImageSizeError`, from
+    its header where possible (nothing decoded). Raises :class:`DatasetError` with a one-line
+    message if the file is missing, empty, too large or unreadable.
     """
     path = Path(path)
     if not path.is_file():
-        raise DatasetError(f"{path}: image file not found")
+        found = "is not a regular file" if path.exists() else "image file not found"
+        raise DatasetError(f"{path}: {found}")
     suffix = path.suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:
+        raise DatasetError(f"{path}: unsupported image type {suffix!r} (use PNG, JPG or EXR)")
     try:
-        if suffix in HDR_SUFFIXES:
-            return _read_exr(path)
-        if suffix in LDR_SUFFIXES:
-            from PIL import Image, ImageOps
-
-            with Image.open(path) as img:
-                img = ImageOps.exif_transpose(img)
-                if img.mode in ("I;16", "I;16B", "I"):
-                    data = np.asarray(img, dtype=np.float32) / 65535.0
-                    data = np.repeat(data[..., None], 3, axis=-1)
-                else:
-                    data = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
-            return gamma_to_linear(data).astype(np.float32)
+        if path.stat().st_size == 0:
+            raise DatasetError(f"{path}: image file is empty")
+        data = _read_exr(path, size) if suffix in HDR_SUFFIXES else _read_ldr(path, size)
     except DatasetError:
         raise
     except Exception as exc:  # any decoder failure is a bad file, not a bug
-        raise DatasetError(f"{path}: cannot read image ({type(exc).__name__}: {exc})") from exc
-    raise DatasetError(f"{path}: unsupported image type {suffix!r} (use PNG, JPG or EXR)")
+        raise DatasetError(
+            f"{path}: cannot read image ({type(exc).__name__}: {one_line(exc)})"
+        ) from exc
+    if data.ndim != 3 or data.shape[2] != 3:
+        raise DatasetError(f"{path}: cannot read image (decoded to shape {data.shape})")
+    _check_size(path, data.shape[1], data.shape[0], size)
+    return data
+
+
+def _check_size(path: Path, width: int, height: int, size, rotated: bool = False) -> None:
+    if width * height > MAX_PIXELS:
+        raise DatasetError(
+            f"{path}: image is {width}x{height}, more than {MAX_PIXELS} pixels; downscale it"
+        )
+    if size is None:
+        return
+    expected = (int(size[0]), int(size[1]))
+    if (width, height) == expected or (rotated and (height, width) == expected):
+        return
+    raise ImageSizeError(
+        f"{path}: image is {width}x{height} but img_size says {expected[0]}x{expected[1]}",
+        width,
+        height,
+    )
+
+
+def _read_ldr(path: Path, size) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    with warnings.catch_warnings():
+        # MAX_PIXELS is checked below, before decoding; Pillow's own warning would only be noise.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            img = Image.open(path, formats=LDR_FORMATS)
+        except UnidentifiedImageError as exc:
+            raise DatasetError(f"{path}: cannot read image (not PNG or JPEG data)") from exc
+    with img:
+        # The header size, before anything is decoded (EXIF may still swap width and height).
+        _check_size(path, *img.size, size, rotated=True)
+        rawmode = _png16_rawmode(img)
+        if rawmode is not None:
+            data = _read_png16(path, img, rawmode)
+        elif img.mode.startswith("I"):  # 16-bit grey ("I;16", "I;16B", ...) or 32-bit "I"
+            grey = np.asarray(img, dtype=np.float32) / 65535.0
+            data = np.repeat(grey[..., None], 3, axis=-1)
+        else:
+            data = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+        orientation = img.getexif().get(0x0112)
+    if orientation in _ORIENTATIONS:
+        data = _ORIENTATIONS[orientation](data)
+    return np.ascontiguousarray(gamma_to_linear(data), dtype=np.float32)
+
+
+def _png16_rawmode(img) -> str | None:
+    """The raw layout of a 16-bit colour PNG (which Pillow would cut to 8 bits), else None."""
+    if img.format != "PNG" or len(img.tile) != 1:
+        return None
+    args = img.tile[0][3]
+    rawmode = args if isinstance(args, str) else args[0]
+    return rawmode if rawmode in _PNG16_LOW_BYTES or rawmode == _PNG16_GREY_ALPHA else None
+
+
+def _read_png16(path: Path, img, rawmode: str) -> np.ndarray:
+    """Full 16-bit values of an RGB, RGBA or grey+alpha PNG, in [0, 1], shape (H, W, 3).
+
+    Pillow has no 16-bit colour mode: it keeps the high byte of each sample. Decoding the same
+    file a second time with the little-endian layout gives the low bytes (the PNG filters work
+    on whole pixels, so a layout of the same pixel size decodes the same bytes), and
+    grey+alpha's 4-byte pixels read as raw RGBA are (L high, L low, A high, A low).
+    """
+    tile = img.tile[0]
+    if rawmode == _PNG16_GREY_ALPHA:
+        raw = _decode_png_as(path, tile, "RGBA").astype(np.float32)
+        grey = (raw[..., 0] * 256.0 + raw[..., 1]) / 65535.0
+        return np.repeat(grey[..., None], 3, axis=-1)
+    high = np.asarray(img, dtype=np.float32)[..., :3]
+    low = _decode_png_as(path, tile, _PNG16_LOW_BYTES[rawmode])[..., :3]
+    return (high * 256.0 + low) / 65535.0
+
+
+def _decode_png_as(path: Path, tile, rawmode: str) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path, formats=("PNG",)) as again:
+        args = rawmode if isinstance(tile[3], str) else (rawmode, *tile[3][1:])
+        again.tile = [tile._replace(args=args) if hasattr(tile, "_replace") else (*tile[:3], args)]
+        return np.asarray(again)
 
 
 def write_image(path: str | Path, linear: np.ndarray) -> None:
@@ -96,13 +215,19 @@ def write_data_png(path: str | Path, values: np.ndarray) -> None:
     Image.fromarray(encoded).save(path)
 
 
-def _read_exr(path: Path) -> np.ndarray:
+def _read_exr(path: Path, size) -> np.ndarray:
     import OpenEXR
 
+    with OpenEXR.File(str(path), header_only=True) as exr:
+        low, high = exr.header()["dataWindow"]
+    width, height = int(high[0]) - int(low[0]) + 1, int(high[1]) - int(low[1]) + 1
+    if width < 1 or height < 1:
+        raise DatasetError(f"{path}: EXR data window is empty ({width}x{height})")
+    _check_size(path, width, height, size)  # before the pixels are read
     with OpenEXR.File(str(path)) as exr:
         channels = exr.channels()
-        if "RGB" in channels:
-            data = np.asarray(channels["RGB"].pixels, dtype=np.float32)
+        if "RGB" in channels or "RGBA" in channels:
+            data = np.asarray(channels["RGB" if "RGB" in channels else "RGBA"].pixels, np.float32)
         elif all(c in channels for c in "RGB"):
             data = np.stack([np.asarray(channels[c].pixels, np.float32) for c in "RGB"], -1)
         elif "Y" in channels:
@@ -110,6 +235,8 @@ def _read_exr(path: Path) -> np.ndarray:
             data = np.repeat(y[..., None], 3, axis=-1)
         else:
             raise DatasetError(f"{path}: EXR has no RGB or Y channels ({sorted(channels)})")
+    if data.shape[:2] != (height, width) or data.ndim != 3 or data.shape[2] < 3:
+        raise DatasetError(f"{path}: EXR channels have an unexpected shape {data.shape}")
     return np.ascontiguousarray(data[..., :3], dtype=np.float32)
 
 
