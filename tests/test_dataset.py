@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import shutil
 import subprocess
 import sys
@@ -145,6 +146,28 @@ def _break_nan_pixels(root):
     write_image(root / "test/image/1.exr", image)
 
 
+def _break_duplicate_key(root):
+    path = root / "train/cam_dict_norm.json"
+    text = path.read_text().rstrip()
+    entry = json.dumps(json.loads(text)["0.png"])
+    path.write_text(text[:-1] + f', "0.png": {entry}}}')  # json.loads keeps the last silently
+
+
+def _break_mixed_sizes(root):
+    # Each image matches its own img_size, but one split holds one size (the loader stacks).
+    image = read_image(root / "train/image/1.exr")[:12, :16]
+    write_image(root / "train/image/1.png", image)
+    write_image(root / "train/image/1.exr", image)
+
+    def edit(data):
+        data["1.png"]["img_size"] = [16, 12]
+        K = np.array(data["1.png"]["K"]).reshape(4, 4)
+        K[:2] *= 0.5
+        data["1.png"]["K"] = K.ravel().tolist()
+
+    _edit_cameras(root / "train", edit)
+
+
 BREAKAGES = {
     "camera-without-image": _break_missing_image,
     "unreadable-image": _break_unreadable,
@@ -156,6 +179,8 @@ BREAKAGES = {
     "not-looking-at-object": _break_looks_away,
     "camera-inside-sphere": _break_inside_sphere,
     "bad-json": _break_json,
+    "duplicate-key": _break_duplicate_key,
+    "mixed-sizes": _break_mixed_sizes,
 }
 
 
@@ -208,3 +233,126 @@ def test_cli_user_error_is_one_line_not_traceback(tmp_path):
     )
     assert result.returncode == 1
     assert "Traceback" not in result.stderr + result.stdout
+
+
+# ------------------------------------------------------------------- paths stay inside
+@pytest.fixture
+def opened(monkeypatch) -> list[Path]:
+    """Every image file the decoders are asked to open, resolved."""
+    import OpenEXR
+    from PIL import Image
+
+    paths: list[Path] = []
+    pil_open, exr_file = Image.open, OpenEXR.File
+
+    def record(opener):
+        def wrapper(path, *args, **kwargs):
+            if isinstance(path, str | Path):  # not OpenEXR.File(header, channels), a writer
+                paths.append(Path(path).resolve())
+            return opener(path, *args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(Image, "open", record(pil_open))
+    monkeypatch.setattr(OpenEXR, "File", record(exr_file))
+    return paths
+
+
+def _rename_entry(root: Path, old: str, new: str) -> None:
+    """Key ``old`` becomes ``new`` in train's camera file; its image and twin are removed."""
+    _edit_cameras(root / "train", lambda data: data.__setitem__(new, data.pop(old)))
+    (root / "train/image" / old).unlink()
+    (root / "train/image" / old).with_suffix(".exr").unlink()
+
+
+def _secret(tmp_path: Path) -> Path:
+    """A valid image outside the dataset: a loader that followed a name there would succeed."""
+    secret = tmp_path / "secret.png"
+    write_image(secret, np.full((24, 32, 3), 0.5, np.float32))
+    return secret
+
+
+UNSAFE_NAMES = {
+    "dotdot": lambda tmp_path: "../../../secret.png",  # scene/train/image -> tmp_path
+    "etc-passwd": lambda tmp_path: "../" * 12 + "etc/passwd",
+    "absolute": lambda tmp_path: str(tmp_path / "secret.png"),
+    "backslash": lambda tmp_path: "..\\..\\..\\secret.png",
+    "empty": lambda tmp_path: "",
+    "nul": lambda tmp_path: "1\x00.png",
+    "parent": lambda tmp_path: "..",
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNSAFE_NAMES))
+def test_names_outside_the_image_folder_are_refused_unopened(scene, tmp_path, opened, case):
+    _secret(tmp_path)
+    name = UNSAFE_NAMES[case](tmp_path)
+    _rename_entry(scene, "1.png", name)
+    problems = [p for p in check_dataset(scene) if p.fatal]
+    assert [p.kind for p in problems] == ["unsafe-path"], problems
+    assert "\n" not in str(problems[0]) and "\x00" not in str(problems[0])
+    with pytest.raises(DatasetError, match="name") as info:
+        load_split(scene, "train")
+    assert "\n" not in str(info.value)
+    root = scene.resolve()
+    assert opened and all(root in path.parents for path in opened), opened
+
+
+def test_links_to_files_outside_the_dataset_are_refused_unopened(scene, tmp_path, opened):
+    secret = _secret(tmp_path)
+    link = scene / "train/image/1.png"
+    link.unlink()
+    link.symlink_to(secret)
+    outside_twin = tmp_path / "secret.exr"
+    write_image(outside_twin, np.full((24, 32, 3), 0.5, np.float32))
+    (scene / "test/image/0.exr").unlink()
+    (scene / "test/image/0.exr").symlink_to(outside_twin)  # what linear=True would read
+    problems = [p for p in check_dataset(scene) if p.fatal]
+    assert [(p.kind, Path(p.path).name) for p in problems] == [
+        ("unsafe-path", "1.png"),
+        ("unsafe-path", "0.exr"),
+    ]
+    assert "outside the dataset folder" in problems[0].message
+    for split in ("train", "test"):
+        with pytest.raises(DatasetError, match="outside the dataset folder"):
+            load_split(scene, split, linear=True)
+    assert all(scene.resolve() in path.parents for path in opened), opened
+
+
+def test_links_inside_the_dataset_are_fine(scene):
+    # A split may share a file with the other split: the link stays inside the dataset.
+    (scene / "test/image/1.png").unlink()
+    (scene / "test/image/1.png").symlink_to(Path("../../train/image/1.png"))
+    (scene / "test/image/1.exr").unlink()
+    assert [p for p in check_dataset(scene) if p.fatal] == []
+    assert len(load_split(scene, "test")) == 2
+
+
+def test_a_linked_image_folder_outside_the_dataset_is_one_problem(scene, tmp_path):
+    shutil.move(scene / "train/image", tmp_path / "elsewhere")
+    (scene / "train/image").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    problems = [p for p in check_dataset(scene) if p.fatal]
+    assert [(p.kind, Path(p.path).name) for p in problems] == [("unsafe-path", "image")]
+
+
+# ------------------------------------------------------------------- harmless variants
+def test_16_bit_pngs_load_with_16_bit_precision(tmp_path, rng):
+    # Pillow decodes 16-bit colour PNGs to 8 bits; read_image keeps all 16 (random low bytes
+    # here, so an 8-bit reading would be off by up to 1/255).
+    from PIL import Image
+
+    from tests.test_fuzz import png_bytes, png_end
+
+    cams = ring_cameras(4, width=32, height=24)
+    save_split(tmp_path, "train", [f"{i}.png" for i in range(4)], np.zeros((4, 24, 32, 3)), cams)
+    values = rng.integers(0, 65536, (4, 24, 32, 4), dtype=np.uint16)
+    image_dir = tmp_path / "train/image"
+    chooser = random.Random(0)
+    (image_dir / "0.png").write_bytes(png_end(png_bytes(values[0, ..., :3], chooser)))  # RGB
+    (image_dir / "1.png").write_bytes(png_end(png_bytes(values[1], chooser)))  # RGBA
+    (image_dir / "2.png").write_bytes(png_end(png_bytes(values[2, ..., :2], chooser)))  # LA
+    Image.fromarray(values[3, ..., 0]).save(image_dir / "3.png")  # grey, Pillow's "I;16"
+    expected = values[..., :3].astype(np.float64) / 65535.0
+    expected[2:] = expected[2:, ..., :1]  # grey views
+    split = load_split(tmp_path, "train")
+    np.testing.assert_allclose(split.images.numpy(), expected**2.2, rtol=0, atol=1e-6)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,14 +23,22 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ironrender.data.check import check_dataset
+    from ironrender.data.images import one_line
 
     problems = check_dataset(args.data)
     for problem in problems:
-        print(problem)
+        _say(str(problem))
     errors = sum(p.fatal for p in problems)
     warnings = len(problems) - errors
+    data = one_line(args.data)
     if errors:
-        print(f"{args.data}: {errors} error(s), {warnings} warning(s): not usable as it is")
+        _say(f"{data}: {errors} error(s), {warnings} warning(s): not usable as it is")
         return 1
-    print(f"{args.data}: OK ({warnings} warning(s))")
+    _say(f"{data}: OK ({warnings} warning(s))")
     return 0
+
+
+def _say(line: str) -> None:
+    """Print one line whatever the terminal's encoding (file names can hold any character)."""
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    print(line.encode(encoding, "backslashreplace").decode(encoding))

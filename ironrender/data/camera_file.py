@@ -20,20 +20,62 @@ from ironrender.errors import DatasetError
 CAMERA_FILE = "cam_dict_norm.json"
 IMAGE_DIR = "image"
 SPLITS = ("train", "test")
+_JSON_TYPES = {
+    list: "an array",
+    int: "a number",
+    float: "a number",
+    str: "a string",
+    bool: "true/false",
+    type(None): "null",
+}
 
 
 def read_camera_dict(path: str | Path) -> dict:
-    """Parse a ``cam_dict_norm.json``; raises :class:`DatasetError` on malformed files."""
+    """Parse a ``cam_dict_norm.json``; raises :class:`DatasetError` on malformed files,
+    duplicate keys included."""
+    entries, duplicates = parse_camera_dict(path)
+    if duplicates:
+        raise DatasetError(f"{path}: {duplicates[0]}")
+    return entries
+
+
+def parse_camera_dict(path: str | Path) -> tuple[dict, list[str]]:
+    """The entries of a ``cam_dict_norm.json`` and one line per duplicate key in it.
+
+    JSON parsers keep the last of two equal keys without a word; IRON's file is keyed by image
+    name, so a duplicate means a view is silently dropped or replaced. Raises
+    :class:`DatasetError` when the file is missing, unreadable, not JSON or not an object.
+    """
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"{path}: camera file not found")
     try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"{path}: not valid JSON ({exc})") from exc
+        text = path.read_bytes()
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot read the camera file ({exc.strerror})") from exc
+    if not text.strip():
+        raise DatasetError(f"{path}: not valid JSON (the file is empty)")
+    duplicates: list[str] = []
+
+    def no_duplicates(pairs: list[tuple[str, object]]) -> dict:
+        obj: dict = {}
+        for key, value in pairs:
+            if key in obj:
+                duplicates.append(
+                    f"duplicate key {json.dumps(key)} (JSON would keep only the last one)"
+                )
+            obj[key] = value
+        return obj
+
+    try:
+        data = json.loads(text, object_pairs_hook=no_duplicates)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, bad UTF-8, deep nesting
+        reason = str(exc) if not isinstance(exc, RecursionError) else "nested too deeply"
+        raise DatasetError(f"{path}: not valid JSON ({reason})") from exc
     if not isinstance(data, dict):
-        raise DatasetError(f"{path}: expected a JSON object keyed by image file name")
-    return data
+        found = _JSON_TYPES.get(type(data), type(data).__name__)
+        raise DatasetError(f"{path}: expected a JSON object keyed by image file name, not {found}")
+    return data, duplicates
 
 
 def cameras_from_dict(entries: dict, names: list[str]) -> Cameras:
@@ -66,7 +108,13 @@ def split_cameras(data_dir: Path | None, split: str) -> Cameras | None:
     if not path.is_file():
         return None
     entries = read_camera_dict(path)
-    return cameras_from_dict(entries, list(entries))
+    try:
+        return cameras_from_dict(entries, list(entries))
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
+        # Commands that only need the cameras (eval, export) may read a dataset unchecked.
+        raise DatasetError(
+            f"{path}: malformed camera entries ({type(exc).__name__}); run `iron check`"
+        ) from exc
 
 
 def median_camera_distance(data_dir: Path | None) -> float | None:

@@ -36,8 +36,8 @@ from ironrender.data.camera_file import (
     read_camera_dict,
 )
 from ironrender.data.cameras import Cameras
-from ironrender.data.check import check_split, raise_on_errors
-from ironrender.data.images import is_hdr, read_image, write_image
+from ironrender.data.check import check_split, raise_on_errors, resolve_inside, unsafe_name
+from ironrender.data.images import is_hdr, one_line, read_image, write_image
 from ironrender.errors import DatasetError
 
 
@@ -80,12 +80,15 @@ def load_split(
 
     ``linear=True`` reads the ``.exr`` twin of each LDR key where one exists.
     """
-    split_dir = Path(root) / split
-    raise_on_errors(check_split(split_dir))
+    root = Path(root)
+    split_dir = root / split
+    raise_on_errors(check_split(split_dir, root))
     entries = read_camera_dict(split_dir / CAMERA_FILE)
     names = sort_names(entries)
-    paths = [_image_path(split_dir, name, linear) for name in names]
-    images = [read_image(p) for p in paths]
+    paths = [_image_path(root, split_dir, name, linear) for name in names]
+    images = [
+        read_image(p, tuple(entries[n]["img_size"])) for p, n in zip(paths, names, strict=True)
+    ]
     shapes = {im.shape for im in images}
     if len(shapes) > 1:
         raise DatasetError(
@@ -98,11 +101,17 @@ def load_split(
     return Split(names, stacked, cameras, hdr).to(device)
 
 
-def _image_path(split_dir: Path, name: str, linear: bool) -> Path:
+def _image_path(root: Path, split_dir: Path, name: str, linear: bool) -> Path:
+    """The file to read for ``name``: checked again here, so nothing outside ``root`` is read
+    even if the dataset changed since :func:`check_split`."""
+    reason = unsafe_name(name)
+    if reason:
+        raise DatasetError(one_line(f"{split_dir / CAMERA_FILE}[{name}]: {reason}"))
     path = split_dir / IMAGE_DIR / name
     twin = path.with_suffix(".exr")
-    if linear and twin.is_file():
-        return twin
+    if linear and not is_hdr(name) and twin.is_file():
+        path = twin
+    resolve_inside(path, root)
     return path
 
 
