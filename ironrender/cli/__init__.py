@@ -2,7 +2,9 @@
 
 Each sub-command lives in its own module here with ``register(subparsers)``, which adds its
 parser and sets ``func``. Heavy imports happen inside the commands, so ``iron --help`` is fast.
-User errors (:class:`~ironrender.errors.IronError`) print one line and exit with status 2.
+User errors (:class:`~ironrender.errors.IronError`) print one line and exit with status 2;
+Ctrl-C and SIGTERM stop with a checkpoint, one line and status 130 or 143
+(:mod:`ironrender.interrupts`).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
 
 # Order is the order shown in `iron --help`.
@@ -47,15 +50,22 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USER_ERROR
     from ironrender.errors import IronError
+    from ironrender.interrupts import Interrupted, install_handlers
 
+    install_handlers()  # SIGTERM too stops with a message, not silently
     try:
         return int(args.func(args) or 0)
     except IronError as exc:
         print(f"iron {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        print(f"iron {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        stop = exc if isinstance(exc, Interrupted) else Interrupted(signal.SIGINT)
+        print(
+            f"iron {args.command}: stopped by {stop.name}; the work up to the last checkpoint is"
+            " kept: run the same command again to resume",
+            file=sys.stderr,
+        )
+        return stop.exit_status
 
 
 def _preload_tcmalloc() -> None:

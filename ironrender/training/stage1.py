@@ -39,6 +39,7 @@ from ironrender.errors import IronError
 from ironrender.fields.encodings import GridConfig
 from ironrender.fields.radiance import RadianceField
 from ironrender.fields.sdf import NeuralSDF, NeuSVariance
+from ironrender.interrupts import StopRequests
 from ironrender.rendering.samplers import SDFGridCache
 from ironrender.rendering.volume import (
     Background,
@@ -220,19 +221,23 @@ def train_stage1(
     loss_value, psnr_value = float("nan"), float("nan")
     losses: list[float] = []
     try:
-        while state.step < end:
-            step = state.step
-            metrics = _train_step(state, config, split.cameras, sampler, flat_targets)
-            state.step += 1
-            loss_value, psnr_value = metrics["loss"], metrics["psnr"]
-            losses.append(loss_value)
-            runlog.step(step, metrics, write=step % log.scalars_every == 0)
-            if state.step % log.checkpoint_every == 0 or state.step == end:
-                save_checkpoint(checkpoint_path, _checkpoint(state, config))
-            if log.preview_every and state.step % log.preview_every == 0 and state.step < end:
-                _write_previews(state, config, split, targets, stage_dir)
-            if log.mesh_every and state.step % log.mesh_every == 0 and state.step < end:
-                write_mesh(state.model.sdf, stage_dir / MESH_NAME, log.mesh_resolution, device)
+        with StopRequests() as stop:
+            while state.step < end:
+                step = state.step
+                metrics = _train_step(state, config, split.cameras, sampler, flat_targets)
+                state.step += 1
+                loss_value, psnr_value = metrics["loss"], metrics["psnr"]
+                losses.append(loss_value)
+                runlog.step(step, metrics, write=step % log.scalars_every == 0)
+                if state.step % log.checkpoint_every == 0 or state.step == end or stop.requested:
+                    save_checkpoint(checkpoint_path, _checkpoint(state, config))
+                if stop.requested:
+                    print(f"stage 1: stopped at step {state.step}; checkpoint saved")
+                    stop.stop_now()
+                if log.preview_every and state.step % log.preview_every == 0 and state.step < end:
+                    _write_previews(state, config, split, targets, stage_dir)
+                if log.mesh_every and state.step % log.mesh_every == 0 and state.step < end:
+                    write_mesh(state.model.sdf, stage_dir / MESH_NAME, log.mesh_resolution, device)
     finally:
         runlog.close()
 

@@ -51,6 +51,7 @@ from ironrender.data.images import GAMMA
 from ironrender.errors import IronError
 from ironrender.fields.base import SDFField
 from ironrender.fields.materials import MaterialFields
+from ironrender.interrupts import StopRequests
 from ironrender.rendering.surface_renderer import BackgroundFn, SurfaceRenderConfig
 from ironrender.training.checkpoint import load_checkpoint, save_checkpoint
 from ironrender.training.runlog import RunLog, normal_image, write_panels
@@ -154,34 +155,37 @@ def fit_stage2(
     bad_in_a_row = 0
     last_loss = math.nan
     try:
-        while state.iteration < config.iterations:
-            terms = training_step(state, split, config, render, background, masks)
-            if terms is None:
-                bad_in_a_row += 1
-                if bad_in_a_row >= config.max_bad_steps:
-                    raise IronError(
-                        f"stage 2 diverged: {bad_in_a_row} non-finite steps in a row at step "
-                        f"{state.iteration}; lower the learning rates (--set stage2.lr_sdf=...)"
-                    )
-                continue
-            bad_in_a_row = 0
-            values = terms.as_floats() | {"light": float(materials.light_intensity.detach())}
-            last_loss = values["total"]
-            if state.iteration % config.log_every == 0 or state.iteration == config.iterations:
-                state.history.append({"iteration": state.iteration} | values)
-            logger.step(state.iteration, values, write=state.iteration % config.log_every == 0)
-            if stage_dir is not None:
-                if state.iteration % config.preview_every == 0:
-                    _write_preview(
-                        stage_dir / PREVIEW_DIR / f"{state.iteration:06d}.png",
-                        state,
-                        split,
-                        config,
-                        render,
-                        background,
-                    )
-                if state.iteration % config.checkpoint_every == 0:
+        with StopRequests() as stop:
+            while state.iteration < config.iterations:
+                terms = training_step(state, split, config, render, background, masks)
+                if terms is None:
+                    bad_in_a_row += 1
+                    if bad_in_a_row >= config.max_bad_steps:
+                        raise IronError(
+                            f"stage 2 diverged: {bad_in_a_row} non-finite steps in a row at step"
+                            f" {state.iteration}; lower the learning rates"
+                            " (--set stage2.lr_sdf=...)"
+                        )
+                else:
+                    bad_in_a_row = 0
+                    light = float(materials.light_intensity.detach())
+                    values = terms.as_floats() | {"light": light}
+                    last_loss = values["total"]
+                    at = state.iteration
+                    if at % config.log_every == 0 or at == config.iterations:
+                        state.history.append({"iteration": at} | values)
+                    logger.step(at, values, write=at % config.log_every == 0)
+                    if stage_dir is not None and at % config.preview_every == 0:
+                        preview = stage_dir / PREVIEW_DIR / f"{at:06d}.png"
+                        _write_preview(preview, state, split, config, render, background)
+                if stage_dir is not None and (
+                    (terms is not None and state.iteration % config.checkpoint_every == 0)
+                    or stop.requested
+                ):
                     save_checkpoint(stage_dir / CHECKPOINT_NAME, _checkpoint(state, config))
+                if stop.requested:
+                    print(f"stage 2: stopped at step {state.iteration}; checkpoint saved")
+                    stop.stop_now()
     finally:
         logger.close()
     if stage_dir is not None:
@@ -237,8 +241,16 @@ def _write_preview(
 def build_stage2(
     run_dir: str | Path, config: Stage2Config, device: torch.device | str
 ) -> tuple[SDFField, MaterialFields]:
-    """Stage 1's SDF and materials whose diffuse albedo is stage 1's radiance net (copied)."""
+    """Stage 1's SDF and materials whose diffuse albedo is stage 1's radiance net (copied).
+
+    The new networks (specular, roughness) are initialised from ``config.seed`` alone, not from
+    whatever the process drew before: a run resumed in a fresh process after stage 1 (or
+    after a kill before stage 2's first checkpoint) starts stage 2 exactly as an uninterrupted
+    one does.
+    """
     from ironrender.training.stage1 import load_stage1
+
+    torch.manual_seed(config.seed)
 
     stage1 = load_stage1(run_dir, device)
     sdf = copy.deepcopy(stage1.sdf)
