@@ -28,7 +28,9 @@ from ironrender.run_folder import (
     EVAL_DIR,
     EXPORT_DIR,
     REPORT_FILE,
+    command_line,
     read_progress,
+    run_lock,
     write_progress,
 )
 from ironrender.storage import atomic_write_text
@@ -160,6 +162,11 @@ class Step:
     def done(self, run: Run) -> bool:
         return self.name in run.progress["done"]
 
+    def output(self, run: Run) -> Path:
+        """The dataset the following steps read: ``DATA`` itself unless this step makes
+        another one (:class:`DownscaleStep`)."""
+        return run.data_dir
+
     def run(self, run: Run, config: RunConfig) -> dict[str, float]:
         raise NotImplementedError
 
@@ -246,6 +253,39 @@ class ImportStep(Step):
         return {}
 
 
+class DownscaleStep(Step):
+    """A copy of ``DATA`` ``factor`` times smaller per side in ``RUN/data_x<factor>``
+    (``--downscale``, :func:`ironrender.data.memory.downscale_dataset`), which the following
+    steps read instead: for captures whose photographs do not fit in memory."""
+
+    name = "downscale"
+
+    def __init__(self, factor: int):
+        self.factor = int(factor)
+
+    def output(self, run: Run) -> Path:
+        return run.run_dir / f"data_x{self.factor}"
+
+    def done(self, run: Run) -> bool:
+        return _usable_dataset(self.output(run))
+
+    def run(self, run: Run, config: RunConfig) -> dict[str, float]:
+        from ironrender.data.check import check_dataset, raise_on_errors
+        from ironrender.data.memory import downscale_dataset
+
+        raise_on_errors(check_dataset(run.data_dir))  # read only what the checks let through
+        print(f"[downscale] writing {self.output(run)}: photographs {self.factor}x smaller")
+        downscale_dataset(run.data_dir, self.output(run), self.factor)
+        return {}
+
+
+def dataset_steps_for(downscale: int = 1) -> tuple[Step, ...]:
+    """The dataset steps a ``--downscale`` option asks for (none at 1)."""
+    if downscale < 1:
+        raise IronError(f"--downscale must be a positive integer, not {downscale}")
+    return (DownscaleStep(downscale),) if downscale > 1 else ()
+
+
 def _usable_dataset(data_dir: Path) -> bool:
     from ironrender.data.check import check_dataset
 
@@ -267,34 +307,44 @@ def run_pipeline(
 ) -> RunSummary:
     """Run (or resume) the dataset steps, then the requested run steps in order; return times,
     metrics and the report. A dataset step's time is not recorded in ``progress.json`` (it
-    belongs to ``DATA``, which many runs may share)."""
+    belongs to ``DATA``, which many runs may share). The run folder is locked throughout
+    (:func:`ironrender.run_folder.run_lock`), and the photographs' memory is checked before
+    training loads them (:func:`ironrender.data.memory.check_memory`)."""
     from ironrender.data.check import check_dataset, raise_on_errors
+    from ironrender.data.memory import check_memory
 
     device = torch.device(device) if device is not None else default_device()
     if device.type == "cuda" and not torch.cuda.is_available():
         raise IronError("--device cuda: no CUDA device is available here; use --device cpu")
     run = Run(Path(data_dir), Path(run_dir), device)
     torch.set_flush_denormal(True)  # Softplus(100) MLPs produce denormals: 5x slower on CPU
-    for step in dataset_steps:
-        if step.done(run):
-            print(f"[{step.name}] reusing {run.data_dir}")
-        else:
-            step.run(run, config)
-    raise_on_errors(check_dataset(run.data_dir))
-    run.progress = prepare_run_dir(run.run_dir, run.data_dir, config)
     metrics: dict[str, float] = {}
-    for step in RUN_STEPS:
-        if step.name not in steps:
-            continue
-        if step.done(run):
-            seconds = run.progress["done"][step.name]
-            print(f"[{step.name}] already done ({seconds:.0f} s); skipping")
-            continue
-        print(f"[{step.name}] starting")
-        started = time.perf_counter()
-        metrics |= step.run(run, config)
-        run.progress["done"][step.name] = time.perf_counter() - started
-        write_progress(run.run_dir, run.progress)
+    if not dataset_steps:  # a bad dataset must not leave an empty run folder behind
+        raise_on_errors(check_dataset(run.data_dir))
+    with run_lock(run.run_dir, command_line()):
+        for step in dataset_steps:
+            if step.done(run):
+                print(f"[{step.name}] reusing {step.output(run)}")
+            else:
+                step.run(run, config)
+            run.data_dir = step.output(run)
+        raise_on_errors(check_dataset(run.data_dir))
+        done = read_progress(run.run_dir)["done"]
+        if any(name not in done for name in ("stage1", "stage2") if name in steps):
+            check_memory(run.data_dir, device)  # before loading, not half-way through
+        run.progress = prepare_run_dir(run.run_dir, run.data_dir, config)
+        for step in RUN_STEPS:
+            if step.name not in steps:
+                continue
+            if step.done(run):
+                seconds = run.progress["done"][step.name]
+                print(f"[{step.name}] already done ({seconds:.0f} s); skipping")
+                continue
+            print(f"[{step.name}] starting")
+            started = time.perf_counter()
+            metrics |= step.run(run, config)
+            run.progress["done"][step.name] = time.perf_counter() - started
+            write_progress(run.run_dir, run.progress)
     report = run.run_dir / REPORT_FILE
     metrics_file = run.run_dir / EVAL_DIR / "metrics.json"
     if not metrics and metrics_file.is_file():

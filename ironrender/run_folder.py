@@ -8,6 +8,7 @@
       stage1/ stage2/  checkpoints, previews (ironrender.training)
       export/          the asset (ironrender.export)
       eval/            metrics.json, images (ironrender.evaluation); report.html beside them
+      .lock            who is writing the run now (pid, command, start time): one writer only
 
 It sits below training, export, evaluation and the pipeline, which all read these names, so that
 none of them has to import another to find a file.
@@ -16,6 +17,12 @@ none of them has to import another to find a file.
 from __future__ import annotations
 
 import json
+import os
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from ironrender.errors import IronError
@@ -26,6 +33,7 @@ PROGRESS_FILE = "progress.json"
 EXPORT_DIR = "export"
 EVAL_DIR = "eval"
 REPORT_FILE = "report.html"
+LOCK_FILE = ".lock"
 
 
 def read_progress(run_dir: Path) -> dict:
@@ -56,3 +64,66 @@ def resolve_data_dir(run_dir: str | Path, data_dir: str | Path | None) -> Path:
     if not (path / "test").is_dir():
         raise IronError(f"{path}: no test/ split to evaluate on")
     return path
+
+
+@contextmanager
+def run_lock(run_dir: str | Path, command: str) -> Iterator[None]:
+    """Hold ``RUN/.lock`` while writing the run: one writer per run folder.
+
+    The lock is an advisory ``flock`` on the file, which the kernel releases when its process
+    ends however it ends (SIGKILL, a crash, a power cut). A second writer is refused with the
+    first one's process id and command; a file left by a process that no longer holds the lock
+    (killed) is taken over, and the message says so. Where ``fcntl`` does not exist (Windows)
+    runs are not locked.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not on POSIX
+        yield
+        return
+    path = Path(run_dir) / LOCK_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _describe_holder(os.pread(fd, 4096, 0))
+            raise IronError(
+                f"{run_dir} is being written by {holder}; wait for it to finish, stop it, or"
+                " choose another run folder"
+            ) from None
+        previous = os.pread(fd, 4096, 0)
+        if previous.strip():
+            print(f"note: taking over {path} from {_describe_holder(previous)}, which has ended")
+        record = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "command": command,
+            "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        }
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)  # a clean exit leaves no holder behind
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _describe_holder(raw: bytes) -> str:
+    try:
+        record = json.loads(raw.decode())
+        return (
+            f"process {record['pid']} on {record['host']} (`{record['command']}`, started"
+            f" {record['started']})"
+        )
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        return "another process"
+
+
+def command_line() -> str:
+    """This process's command line, for the lock file (``iron run DATA RUN ...``)."""
+    return " ".join(["iron", *sys.argv[1:]])

@@ -30,12 +30,22 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import time
 
-    from ironrender.pipeline import SynthStep, format_summary, resolve_config, run_pipeline
+    from ironrender.pipeline import (
+        SynthStep,
+        dataset_steps_for,
+        format_summary,
+        resolve_config,
+        run_pipeline,
+    )
 
     started = time.perf_counter()
     config = resolve_config(args.preset, args.config, args.overrides, edges=not args.no_edges)
     summary = run_pipeline(
-        args.out / "data", args.out / "run", config, args.device, dataset_steps=(SynthStep(),)
+        args.out / "data",
+        args.out / "run",
+        config,
+        args.device,
+        dataset_steps=(SynthStep(), *dataset_steps_for(args.downscale)),
     )
     print(f"  all     {time.perf_counter() - started:7.1f} s (synth included)")
     print(format_summary(summary))

@@ -101,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ironrender.evaluation.evaluate import EvalConfig, evaluate_run, format_summary
     from ironrender.pipeline import default_device
+    from ironrender.run_folder import command_line, run_lock
 
     given = {
         "max_views": args.views,
@@ -119,7 +120,8 @@ def run(args: argparse.Namespace) -> int:
         **{name: value for name, value in given.items() if value is not None},
     )
     device = args.device or default_device()
-    metrics = evaluate_run(args.run, args.data, device, config)
+    with run_lock(args.run, command_line()):
+        metrics = evaluate_run(args.run, args.data, device, config)
     print(format_summary(metrics))
     print(f"wrote {Path(args.run) / 'eval'} and {Path(args.run) / 'report.html'}")
     return 0

@@ -154,6 +154,7 @@ def run(args: argparse.Namespace) -> int:
     from ironrender.export.asset import fast_export_config
     from ironrender.export.run import export_run
     from ironrender.pipeline import default_device
+    from ironrender.run_folder import command_line, run_lock
 
     defaults = fast_export_config()
     config = dataclasses.replace(
@@ -170,7 +171,8 @@ def run(args: argparse.Namespace) -> int:
             f"need --resolution >= {MIN_RESOLUTION} and --texture-size >= {MIN_TEXTURE_SIZE}"
         )
     device = args.device or default_device()
-    result = export_run(args.run, config, device, data_dir=args.data)
+    with run_lock(args.run, command_line()):
+        result = export_run(args.run, config, device, data_dir=args.data)
     timings = ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items())
     print(
         f"wrote {result.out_dir}: {result.num_faces} faces, {result.num_vertices} vertices,"

@@ -64,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ironrender import config as cfg
     from ironrender.errors import IronError
+    from ironrender.run_folder import command_line, run_lock
     from ironrender.training.stage1 import CHECKPOINT_NAME, STAGE_DIR, train_stage1
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -76,19 +77,44 @@ def run(args: argparse.Namespace) -> int:
         raise IronError(
             f"{existing} exists: pass --resume to continue it, or choose a new run folder"
         )
-    Path(args.run).mkdir(parents=True, exist_ok=True)
-    cfg.save(config, Path(args.run) / CONFIG_NAME)
+    with run_lock(args.run, command_line()):
+        Path(args.run).mkdir(parents=True, exist_ok=True)
+        cfg.save(config, Path(args.run) / CONFIG_NAME)
+        data = fit_data(args)
 
-    if args.stage in ("1", "all"):
-        result = train_stage1(args.data, args.run, config.stage1, device, resume=args.resume)
-        print(
-            f"stage 1: {result.steps} steps, loss {result.loss:.4f}, PSNR {result.psnr:.2f} dB,"
-            f" {result.seconds:.0f} s; mesh {result.mesh}"
-        )
-    if args.stage in ("2", "all"):
-        from ironrender.training.stage2 import train_stage2
+        if args.stage in ("1", "all"):
+            result = train_stage1(data, args.run, config.stage1, device, resume=args.resume)
+            print(
+                f"stage 1: {result.steps} steps, loss {result.loss:.4f}, PSNR {result.psnr:.2f} dB,"
+                f" {result.seconds:.0f} s; mesh {result.mesh}"
+            )
+        if args.stage in ("2", "all"):
+            from ironrender.training.stage2 import train_stage2
 
-        # --resume continues stage 2 only if it had started; otherwise it begins from stage 1.
-        resume = args.resume and (Path(args.run) / "stage2" / CHECKPOINT_NAME).is_file()
-        train_stage2(args.data, args.run, config.stage2, device, resume=resume)
+            # --resume continues stage 2 only if it had started; otherwise it begins from stage 1.
+            resume = args.resume and (Path(args.run) / "stage2" / CHECKPOINT_NAME).is_file()
+            train_stage2(data, args.run, config.stage2, device, resume=resume)
     return 0
+
+
+def fit_data(args: argparse.Namespace) -> Path:
+    """The dataset to train on: DATA, or its ``--downscale`` copy in the run folder; checked for
+    memory before anything is loaded (:func:`ironrender.data.memory.check_memory`)."""
+    from ironrender.data.check import check_dataset, raise_on_errors
+    from ironrender.data.memory import check_memory
+    from ironrender.pipeline import Run, dataset_steps_for
+
+    run = Run(Path(args.data), Path(args.run), torch_device(args))
+    for step in dataset_steps_for(args.downscale):
+        if not step.done(run):
+            step.run(run, None)
+        run.data_dir = step.output(run)
+    raise_on_errors(check_dataset(run.data_dir))
+    check_memory(run.data_dir, run.device)
+    return run.data_dir
+
+
+def torch_device(args: argparse.Namespace):
+    import torch
+
+    return torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))

@@ -30,6 +30,16 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECTION.FIELD=VALUE",
         help="override one value, e.g. --set stage1.train.steps=500 (repeatable)",
     )
+    parser.add_argument(
+        "--downscale",
+        type=int,
+        default=1,
+        metavar="K",
+        help=(
+            "train on a copy of the photographs K times smaller per side, written into"
+            " RUN/data_xK (for captures too large for this machine's memory; the run says when)"
+        ),
+    )
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -56,7 +66,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ironrender.errors import IronError
-    from ironrender.pipeline import STEPS, format_summary, run_pipeline, saved_or_resolved_config
+    from ironrender.pipeline import (
+        STEPS,
+        dataset_steps_for,
+        format_summary,
+        run_pipeline,
+        saved_or_resolved_config,
+    )
 
     steps = tuple(s.strip() for s in args.steps.split(",") if s.strip())
     unknown = set(steps) - set(STEPS)
@@ -65,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
     config = saved_or_resolved_config(
         args.run, args.preset, args.config, args.overrides, edges=not args.no_edges
     )
-    summary = run_pipeline(args.data, args.run, config, args.device, steps)
+    summary = run_pipeline(
+        args.data, args.run, config, args.device, steps, dataset_steps_for(args.downscale)
+    )
     print(format_summary(summary))
     return 0
