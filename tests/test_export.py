@@ -366,3 +366,24 @@ def test_preview_camera_stands_the_asset_upright_for_the_capture_up():
     np.testing.assert_allclose(up, tilted / np.linalg.norm(tilted))
     xml = mitsuba_scene_xml(1.0, "lambert", np.array([0.0, -1.0, 0.0]))
     assert 'up="0, -1, 0"' in xml
+
+
+def test_iron_export_defaults_to_the_runs_own_export_settings(tmp_path):
+    """``iron export RUN`` without options exports as ``iron run`` did: with the preset the run
+    was started with (``paper``: 2048 textures, largest component), not the quick defaults."""
+    import json
+
+    from ironrender.config import to_dict
+    from ironrender.errors import IronError
+    from ironrender.export.asset import fast_export_config
+    from ironrender.export.run import export_config_of
+    from ironrender.pipeline import resolve_config
+
+    assert export_config_of(tmp_path) == fast_export_config()  # no config.json: quick defaults
+    paper = resolve_config("paper", None, ["export.texture_size=512"])
+    (tmp_path / "config.json").write_text(json.dumps(to_dict(paper)))
+    got = export_config_of(tmp_path)
+    assert got == paper.export and got.texture_size == 512 and got != fast_export_config()
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(IronError, match="not a run configuration"):
+        export_config_of(tmp_path)

@@ -44,9 +44,10 @@ examples:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    # Defaults (None here) come from ironrender.export.asset.fast_export_config() in run(); that
-    # module imports torch, which `iron --help` must not wait for. The help text states them
-    # (tests/test_evaluate.py checks that it matches).
+    # Defaults (None here) are the run's own export settings (RUN/config.json), else
+    # ironrender.export.asset.fast_export_config(), resolved in run(): that module imports torch,
+    # which `iron --help` must not wait for. The help text states the quick defaults
+    # (tests/test_evaluate.py checks that they match).
     parser = sub.add_parser(
         "export",
         help="export the trained model: mesh.obj/.mtl, textures, model.glb, scene.xml",
@@ -58,24 +59,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--resolution",
         type=int,
-        help="marching-cubes grid nodes per axis over [-1, 1]^3 (default 192)",
+        help="marching-cubes grid nodes per axis over [-1, 1]^3 (default: the run's setting, else"
+        " 192)",
     )
     parser.add_argument(
         "--max-faces",
         type=int,
-        help="decimate to at most this many triangles before UV unwrapping (default 20000)",
+        help="decimate to at most this many triangles before UV unwrapping (default: the run's"
+        " setting, else 20000)",
     )
     parser.add_argument(
         "--texture-size",
         type=int,
-        help="side of the square texture maps in texels (default 1024)",
+        help="side of the square texture maps in texels (default: the run's setting, else 1024)",
     )
     parser.add_argument(
         "--object",
         choices=OBJECT_CHOICES,
         help="what the object is: the largest connected component, all of them, or auto (cut"
         " away a support plane such as a table, then the largest component away from the unit"
-        " sphere's edge) (default largest)",
+        " sphere's edge) (default: the run's setting, else auto)",
     )
     parser.add_argument(
         "--crop",
@@ -151,12 +154,11 @@ def run(args: argparse.Namespace) -> int:
     import dataclasses
 
     from ironrender.errors import IronError
-    from ironrender.export.asset import fast_export_config
-    from ironrender.export.run import export_run
+    from ironrender.export.run import export_config_of, export_run
     from ironrender.pipeline import default_device
     from ironrender.run_folder import command_line, run_lock
 
-    defaults = fast_export_config()
+    defaults = export_config_of(args.run)
     config = dataclasses.replace(
         defaults,
         resolution=args.resolution or defaults.resolution,

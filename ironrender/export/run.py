@@ -8,15 +8,33 @@ export_asset`.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
 
+from ironrender.config import from_dict
 from ironrender.data.camera_file import dataset_up, median_camera_distance
 from ironrender.errors import IronError
 from ironrender.export.asset import ExportConfig, ExportResult, export_asset, fast_export_config
-from ironrender.run_folder import EXPORT_DIR, resolve_data_dir
+from ironrender.run_folder import CONFIG_FILE, EXPORT_DIR, resolve_data_dir
 from ironrender.training.trained_model import TrainedModel, load_trained_model
+
+
+def export_config_of(run_dir: str | Path) -> ExportConfig:
+    """The export settings the run was started with (``RUN/config.json``'s ``export``, what
+    ``iron run`` exports with: the ``paper`` preset's differ from ``fast``'s), else the quick
+    defaults (:func:`~ironrender.export.asset.fast_export_config`)."""
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        return fast_export_config()
+    try:
+        section = json.loads(path.read_text()).get("export")
+    except (ValueError, AttributeError) as exc:
+        raise IronError(f"{path}: not a run configuration ({exc})") from None
+    if not isinstance(section, dict):
+        return fast_export_config()
+    return from_dict(ExportConfig, section, f"{path}: export")
 
 
 def export_run(
@@ -29,11 +47,11 @@ def export_run(
     """Export the run's trained model to ``RUN/export`` (:func:`~ironrender.export.asset.
     export_asset`).
 
-    ``config`` defaults to :func:`ironrender.export.asset.fast_export_config`.
+    ``config`` defaults to the run's own (:func:`export_config_of`).
     """
     run_dir = Path(run_dir)
     if config is None:
-        config = fast_export_config()
+        config = export_config_of(run_dir)
     try:
         data = resolve_data_dir(run_dir, data_dir)
     except IronError:
