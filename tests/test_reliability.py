@@ -217,8 +217,9 @@ def test_a_lock_left_by_a_killed_process_is_taken_over(tmp_path, capsys):
 
 # ----------------------------------------------------------------------------- memory
 def test_a_capture_too_large_for_memory_is_stopped_before_loading(tmp_path, tiny_data, monkeypatch):
-    """Claim 100 kB free: the 8 training views at 32x32 (2 x 8 x 32 x 32 x 12 B = 197 kB) do not
-    fit; the message proposes --downscale 2, which fits, and trains on the smaller copy."""
+    """Claim 100 kB free: the 8 training views at 32x32 (8 x 32 x 32 x 12 B = 98 kB) exceed the
+    60 % the photographs may take; the message proposes --downscale 2, which fits (25 kB), and
+    the run trains on the smaller copy."""
     from ironrender.data import memory
 
     monkeypatch.setattr(memory, "available_bytes", lambda device: 100_000)

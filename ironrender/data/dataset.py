@@ -86,19 +86,23 @@ def load_split(
     entries = read_camera_dict(split_dir / CAMERA_FILE)
     names = sort_names(entries)
     paths = [_image_path(root, split_dir, name, linear) for name in names]
-    images = [
-        read_image(p, tuple(entries[n]["img_size"])) for p, n in zip(paths, names, strict=True)
-    ]
-    shapes = {im.shape for im in images}
-    if len(shapes) > 1:
-        raise DatasetError(
-            f"{split_dir}: images of different sizes in one split ({sorted(shapes)[:3]}...);"
-            " resize them to one size"
-        )
+    stacked: np.ndarray | None = None  # filled image by image: one copy of the split, not two
+    for i, (path, name) in enumerate(zip(paths, names, strict=True)):
+        image = read_image(path, tuple(entries[name]["img_size"]))
+        if stacked is None:
+            stacked = np.empty((len(names), *image.shape), dtype=np.float32)
+        elif image.shape != stacked.shape[1:]:
+            shapes = sorted({stacked.shape[1:], image.shape})
+            raise DatasetError(
+                f"{split_dir}: images of different sizes in one split ({shapes}...);"
+                " resize them to one size"
+            )
+        stacked[i] = image
+    if stacked is None:
+        raise DatasetError(f"{split_dir / CAMERA_FILE}: no cameras in the file")
     cameras = cameras_from_dict(entries, names)
-    stacked = torch.from_numpy(np.stack(images))
     hdr = all(is_hdr(p) for p in paths)
-    return Split(names, stacked, cameras, hdr).to(device)
+    return Split(names, torch.from_numpy(stacked), cameras, hdr).to(device)
 
 
 def _image_path(root: Path, split_dir: Path, name: str, linear: bool) -> Path:

@@ -1,8 +1,9 @@
 """Memory a capture needs, told before it is loaded, and a smaller copy when it does not fit.
 
-Training keeps every training photograph on the device as float32 linear RGB, and stage 1 a
-second copy in its loss domain, so a capture of ``N`` views of ``W x H`` needs about
-``TRAIN_COPIES * N * W * H * 3 * 4`` bytes (300 photos at 1 MP: 7.2 GB). :func:`check_memory`
+Training keeps every training photograph on the device once, as float32 RGB (stage 1 turns the
+loaded photographs into its loss-domain targets in place; loading fills one array image by
+image), so a capture of ``N`` views of ``W x H`` needs about ``N * W * H * 3 * 4`` bytes (300
+photos at 1 MP: 3.6 GB). :func:`check_memory`
 compares that with what the device has free (``MemAvailable`` and the cgroup's limit on the
 CPU, ``cudaMemGetInfo`` on a GPU) before anything is read, and when it does not fit stops with
 the downscale that would, instead of letting the kernel kill the run half-way.
@@ -32,8 +33,8 @@ from ironrender.data.cameras import Cameras
 from ironrender.data.images import read_image, write_image
 from ironrender.errors import IronError
 
-#: Float32 RGB copies of the training photographs held at once (stage 1: images + targets).
-TRAIN_COPIES = 2
+#: Float32 RGB copies of the training photographs held at once.
+TRAIN_COPIES = 1
 BYTES_PER_PIXEL = 3 * 4
 #: Share of the free memory the photographs may take; the networks and batches need the rest.
 HEADROOM = 0.6

@@ -137,6 +137,14 @@ def to_loss_domain(linear: Tensor, domain: str) -> Tensor:
     raise IronError(f"train.loss_domain must be one of {LOSS_DOMAINS}, got {domain!r}")
 
 
+def to_loss_domain_(linear: Tensor, domain: str) -> Tensor:
+    """:func:`to_loss_domain` in place (the same values, computed elementwise by the same ops):
+    ``linear`` is overwritten and returned."""
+    if domain == "gamma":
+        return linear.clamp_(0.0, 1.0).pow_(1.0 / GAMMA)
+    return to_loss_domain(linear, domain)
+
+
 # ----------------------------------------------------------------------------- ray batches
 class PixelSampler:
     """Random training pixels from all views: a share from the foreground (pixels brighter
@@ -209,7 +217,9 @@ def train_stage1(
     config, reason = resolve_background(config, split.images)
     if log.progress:
         print(reason)
-    targets = to_loss_domain(split.images, train.loss_domain)
+    # The photographs become the targets in place: training holds one float32 copy of the
+    # capture, not the linear images and their gamma-encoded twin (2x the memory).
+    targets = to_loss_domain_(split.images, train.loss_domain)
     state = _initial_state(config, device)
     if resume and checkpoint_path.exists():
         _restore(state, load_checkpoint(checkpoint_path, device), config)
