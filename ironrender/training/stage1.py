@@ -80,6 +80,7 @@ CHECKPOINT_NAME = "checkpoint.pt"
 MESH_NAME = "mesh.ply"
 PREVIEW_DIR = "previews"
 EIKONAL_RADIUS = 1.2  # eikonal on samples with |x| < 1.2 (IRON)
+SAMPLER_CHUNK = 1 << 24  # pixels per chunk when the pixel sampler finds the foreground
 
 
 # ----------------------------------------------------------------------------- model
@@ -154,8 +155,21 @@ class PixelSampler:
     def __init__(self, targets: Tensor, fraction: float, threshold: float):
         self.shape = targets.shape[:3]  # (N, H, W)
         self.count = targets.shape[0] * targets.shape[1] * targets.shape[2]
-        bright = targets.reshape(-1, 3).amax(-1) > threshold
-        self.foreground = torch.nonzero(bright).squeeze(-1)
+        # The foreground's flat indices, found chunk by chunk and kept as int32 when they fit:
+        # for 300 photos of 1 MP, 1.2 GB instead of 2.4 GB (plus as much again in temporaries).
+        index_type = torch.int32 if self.count < 2**31 else torch.int64
+        flat = targets.reshape(-1, 3)
+        bright = torch.empty(self.count, dtype=torch.bool, device=targets.device)
+        for start in range(0, self.count, SAMPLER_CHUNK):
+            stop = min(start + SAMPLER_CHUNK, self.count)
+            torch.gt(flat[start:stop].amax(-1), threshold, out=bright[start:stop])
+        count = int(torch.count_nonzero(bright))  # (bright.sum() would make an int64 copy)
+        self.foreground = torch.empty(count, dtype=index_type, device=targets.device)
+        filled = 0
+        for start in range(0, self.count, SAMPLER_CHUNK):
+            found = torch.nonzero(bright[start : start + SAMPLER_CHUNK]).squeeze(-1) + start
+            self.foreground[filled : filled + len(found)] = found
+            filled += len(found)
         self.fraction = fraction if len(self.foreground) > 0 else 0.0
 
     def sample(self, count: int, generator: torch.Generator) -> Tensor:
@@ -166,7 +180,7 @@ class PixelSampler:
         if n_fg == 0:
             return uniform
         pick = torch.randint(len(self.foreground), (n_fg,), device=device, generator=generator)
-        return torch.cat([self.foreground[pick], uniform])
+        return torch.cat([self.foreground[pick].long(), uniform])
 
 
 def pixel_rays(cameras: Cameras, flat: Tensor, shape: torch.Size):
