@@ -150,12 +150,12 @@ def test_schedules_follow_warmup_cosine_and_anneal():
 def test_pixel_sampler_finds_the_foreground_chunk_by_chunk(monkeypatch):
     """The foreground is every pixel whose brightest channel exceeds the threshold, in order,
     whatever the chunking (chunks of 7 pixels here, not dividing the count)."""
-    from ironrender.training import stage1
+    from ironrender.training import pixel_batches
 
     targets = torch.rand(3, 5, 11, 3, generator=torch.Generator().manual_seed(0))
     expected = torch.nonzero(targets.reshape(-1, 3).amax(-1) > 0.8).squeeze(-1)
-    monkeypatch.setattr(stage1, "SAMPLER_CHUNK", 7)
-    sampler = stage1.PixelSampler(targets, fraction=1.0, threshold=0.8)
+    monkeypatch.setattr(pixel_batches, "SAMPLER_CHUNK", 7)
+    sampler = pixel_batches.PixelSampler(targets, fraction=1.0, threshold=0.8)
     assert sampler.foreground.dtype == torch.int32
     assert torch.equal(sampler.foreground.long(), expected)
     picks = sampler.sample(64, torch.Generator().manual_seed(1))

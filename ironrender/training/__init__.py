@@ -2,6 +2,7 @@
 
 ==================  ===========================================================================
 ``stage1_config``   stage 1's settings and presets
+``pixel_batches``   stage 1's ray batches: foreground-weighted pixel sampling, pixel rays
 ``stage1``          stage 1: NeuS SDF + radiance by volume rendering; its mesh and previews
 ``stage2_config``   stage 2's settings and presets
 ``stage2_step``     one stage-2 iteration: state, optimisers, patch sampling, the step
