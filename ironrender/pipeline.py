@@ -175,10 +175,10 @@ class Stage1Step(Step):
     name = "stage1"
 
     def run(self, run: Run, config: RunConfig) -> dict[str, float]:
-        from ironrender.training.stage1 import CHECKPOINT_NAME, STAGE_DIR, train_stage1
+        from ironrender.training.stage1 import train_stage1
 
-        resume = (run.run_dir / STAGE_DIR / CHECKPOINT_NAME).is_file()
-        train_stage1(run.data_dir, run.run_dir, config.stage1, run.device, resume=resume)
+        # resume=True continues the stage's checkpoint when there is one, else starts afresh
+        train_stage1(run.data_dir, run.run_dir, config.stage1, run.device, resume=True)
         return {}
 
 
@@ -186,10 +186,9 @@ class Stage2Step(Step):
     name = "stage2"
 
     def run(self, run: Run, config: RunConfig) -> dict[str, float]:
-        from ironrender.training.stage2 import CHECKPOINT_NAME, STAGE_DIR, train_stage2
+        from ironrender.training.stage2 import train_stage2
 
-        resume = (run.run_dir / STAGE_DIR / CHECKPOINT_NAME).is_file()
-        train_stage2(run.data_dir, run.run_dir, config.stage2, run.device, resume=resume)
+        train_stage2(run.data_dir, run.run_dir, config.stage2, run.device, resume=True)
         return {}
 
 

@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     with run_lock(args.run, command_line()):
         Path(args.run).mkdir(parents=True, exist_ok=True)
         cfg.save(config, Path(args.run) / CONFIG_NAME)
-        data = fit_data(args)
+        data = fit_data(args, torch.device(device))
 
         if args.stage in ("1", "all"):
             result = train_stage1(data, args.run, config.stage1, device, resume=args.resume)
@@ -97,14 +97,14 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def fit_data(args: argparse.Namespace) -> Path:
+def fit_data(args: argparse.Namespace, device) -> Path:
     """The dataset to train on: DATA, or its ``--downscale`` copy in the run folder; checked for
     memory before anything is loaded (:func:`ironrender.data.memory.check_memory`)."""
     from ironrender.data.check import check_dataset, raise_on_errors
     from ironrender.data.memory import check_memory
     from ironrender.pipeline import Run, dataset_steps_for
 
-    run = Run(Path(args.data), Path(args.run), torch_device(args))
+    run = Run(Path(args.data), Path(args.run), device)
     for step in dataset_steps_for(args.downscale):
         if not step.done(run):
             step.run(run, None)
@@ -112,9 +112,3 @@ def fit_data(args: argparse.Namespace) -> Path:
     raise_on_errors(check_dataset(run.data_dir))
     check_memory(run.data_dir, run.device)
     return run.data_dir
-
-
-def torch_device(args: argparse.Namespace):
-    import torch
-
-    return torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
