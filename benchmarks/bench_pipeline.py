@@ -85,7 +85,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-edges", action="store_true")
     parser.add_argument("--device", default=None)
     parser.add_argument("--work", type=Path, default=Path("/tmp/ironrender-bench"))
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="an existing dataset to reconstruct instead of synthesizing --scene (which then"
+        " only names the row)",
+    )
     parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--minutes", type=float, default=None, help="iron run --minutes N")
     parser.add_argument("--no-write", action="store_true", help="do not append to BENCHMARKS.md")
     parser.add_argument(
         "--from-run",
@@ -99,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     import json
 
     from ironrender.data.synth import synthesize
-    from ironrender.pipeline import format_summary, resolve_config, run_pipeline
+    from ironrender.pipeline import ConfigRequest, format_summary, run_pipeline
 
     if args.from_run is not None:
         run = args.from_run
@@ -108,14 +116,16 @@ def main(argv: list[str] | None = None) -> int:
         synth_seconds = float("nan")
         peak = "not measured"
     else:
-        data = args.work / args.scene / "data"
+        data = args.data or args.work / args.scene / "data"
         tag = f"{args.preset}{'-noedges' if args.no_edges else ''}"
         run = args.work / args.scene / f"run-{tag}-{int(time.time())}"
         started = time.perf_counter()
         if not (data / "gt").is_dir():
             synthesize(scene_config(args.scene), data, overwrite=True)
         synth_seconds = time.perf_counter() - started
-        config = resolve_config(args.preset, None, args.overrides, edges=not args.no_edges)
+        config = ConfigRequest(
+            args.preset, None, tuple(args.overrides), not args.no_edges, args.minutes
+        )
         summary = run_pipeline(data, run, config, args.device)
         print(f"  synth   {synth_seconds:7.1f} s")
         print(format_summary(summary))

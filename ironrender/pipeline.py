@@ -12,7 +12,6 @@ them imports it.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
@@ -20,9 +19,15 @@ from pathlib import Path
 
 import torch
 
-from ironrender.config import apply_overrides, from_dict, to_dict
+from ironrender.budget import CaptureSize, capture_size, reserve_seconds, stage_seconds
+from ironrender.config import from_dict, to_dict
 from ironrender.errors import IronError
-from ironrender.export.asset import ExportConfig, fast_export_config
+from ironrender.run_config import (  # re-exported: the pipeline is where users look for them
+    ConfigRequest,
+    RunConfig,
+    resolve_config,
+    run_preset,
+)
 from ironrender.run_folder import (
     CONFIG_FILE,
     EVAL_DIR,
@@ -34,8 +39,17 @@ from ironrender.run_folder import (
     write_progress,
 )
 from ironrender.storage import atomic_write_text
-from ironrender.training.stage1 import Stage1Config, stage1_preset
-from ironrender.training.stage2_config import STAGE2_PRESETS, Stage2Config
+
+__all__ = [
+    "ConfigRequest",
+    "RunConfig",
+    "resolve_config",
+    "run_preset",
+    "run_pipeline",
+    "format_summary",
+    "RUN_STEPS",
+    "STEPS",
+]
 
 SUMMARY_METRICS = (
     "psnr",
@@ -45,67 +59,6 @@ SUMMARY_METRICS = (
     "roughness_error",
     "relight_psnr",
 )
-
-
-@dataclass
-class RunConfig:
-    """Everything a run needs; ``iron run --set stage1.train.steps=500`` edits any field."""
-
-    preset: str = "fast"
-    stage1: Stage1Config = field(default_factory=Stage1Config)
-    stage2: Stage2Config = field(default_factory=Stage2Config)
-    export: ExportConfig = field(default_factory=fast_export_config)
-
-
-def run_preset(name: str) -> RunConfig:
-    if name not in STAGE2_PRESETS:
-        raise IronError(f"unknown preset {name!r}; choose one of {sorted(STAGE2_PRESETS)}")
-    export = fast_export_config() if name == "fast" else ExportConfig()
-    return RunConfig(name, stage1_preset(name), STAGE2_PRESETS[name](), export)
-
-
-def resolve_config(
-    preset: str = "fast",
-    config_file: str | Path | None = None,
-    overrides: list[str] | tuple[str, ...] = (),
-    edges: bool = True,
-) -> RunConfig:
-    """Preset, then a JSON file (partial or whole), then ``section.field=value`` overrides."""
-    config = run_preset(preset)
-    if config_file is not None:
-        path = Path(config_file)
-        if not path.is_file():
-            raise IronError(f"{path}: config file not found")
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise IronError(f"{path}: not valid JSON ({exc})") from exc
-        from ironrender.config import merge
-
-        config = merge(config, data, str(path))
-    config = apply_overrides(config, list(overrides))
-    if not edges:
-        config = dataclasses.replace(config, stage2=dataclasses.replace(config.stage2, edges=False))
-    return config
-
-
-def saved_or_resolved_config(
-    run_dir: str | Path,
-    preset: str = "fast",
-    config_file: str | Path | None = None,
-    overrides: list[str] | tuple[str, ...] = (),
-    edges: bool = True,
-) -> RunConfig:
-    """The configuration a run was started with when no option asks for another one.
-
-    So that re-running a bare ``iron run DATA RUN`` resumes a run that was started with
-    ``--set`` options; explicit options still resolve afresh (and must match to resume).
-    """
-    saved = Path(run_dir) / CONFIG_FILE
-    explicit = config_file is not None or overrides or not edges or preset != "fast"
-    if saved.is_file() and not explicit:
-        return from_dict(RunConfig, json.loads(saved.read_text()), str(saved))
-    return resolve_config(preset, config_file, overrides, edges)
 
 
 def default_device() -> torch.device:
@@ -118,6 +71,7 @@ class RunSummary:
     seconds: dict[str, float]
     metrics: dict[str, float]
     report: Path | None
+    minutes: float = 0.0  # the run's time budget (0: none)
 
 
 def prepare_run_dir(run_dir: Path, data_dir: Path, config: RunConfig) -> dict:
@@ -150,6 +104,23 @@ class Run:
     run_dir: Path
     device: torch.device
     progress: dict = field(default_factory=lambda: {"done": {}, "data": None})
+    steps: tuple[str, ...] = ()  # the run steps this command runs
+    capture: CaptureSize | None = None  # the dataset's size (:mod:`ironrender.budget`)
+
+    def seconds_for(self, stage: str, config: RunConfig) -> float | None:
+        """A training stage's time budget under ``budget.minutes`` (None without one): the
+        minutes, less what finished steps took and the export and evaluation estimate."""
+        budget = config.budget
+        if budget.minutes <= 0 or self.capture is None:
+            return None
+        later = {"export", "eval"} & set(self.steps)
+        reserve = (
+            reserve_seconds(self.capture, config.export.resolution, config.export.texture_size)
+            if later
+            else 0.0
+        )
+        spent = sum(self.progress["done"].values())
+        return stage_seconds(budget, stage, spent, reserve, self.steps)
 
 
 class Step:
@@ -178,7 +149,10 @@ class Stage1Step(Step):
         from ironrender.training.stage1 import train_stage1
 
         # resume=True continues the stage's checkpoint when there is one, else starts afresh
-        train_stage1(run.data_dir, run.run_dir, config.stage1, run.device, resume=True)
+        seconds = run.seconds_for(self.name, config)
+        train_stage1(
+            run.data_dir, run.run_dir, config.stage1, run.device, resume=True, seconds=seconds
+        )
         return {}
 
 
@@ -188,7 +162,10 @@ class Stage2Step(Step):
     def run(self, run: Run, config: RunConfig) -> dict[str, float]:
         from ironrender.training.stage2 import train_stage2
 
-        train_stage2(run.data_dir, run.run_dir, config.stage2, run.device, resume=True)
+        seconds = run.seconds_for(self.name, config)
+        train_stage2(
+            run.data_dir, run.run_dir, config.stage2, run.device, resume=True, seconds=seconds
+        )
         return {}
 
 
@@ -299,7 +276,7 @@ STEPS = tuple(step.name for step in RUN_STEPS)
 def run_pipeline(
     data_dir: str | Path,
     run_dir: str | Path,
-    config: RunConfig,
+    config: RunConfig | ConfigRequest,
     device: torch.device | str | None = None,
     steps: tuple[str, ...] = STEPS,
     dataset_steps: tuple[Step, ...] = (),
@@ -308,14 +285,18 @@ def run_pipeline(
     metrics and the report. A dataset step's time is not recorded in ``progress.json`` (it
     belongs to ``DATA``, which many runs may share). The run folder is locked throughout
     (:func:`ironrender.run_folder.run_lock`), and the photographs' memory is checked before
-    training loads them (:func:`ironrender.data.memory.check_memory`)."""
+    training loads them (:func:`ironrender.data.memory.check_memory`).
+
+    ``config``: a :class:`RunConfig`, used as it is, or a :class:`ConfigRequest` (what the
+    command line builds), resolved once the dataset exists, with the capture rule
+    (:mod:`ironrender.budget`)."""
     from ironrender.data.check import check_dataset, raise_on_errors
     from ironrender.data.memory import check_memory
 
     device = torch.device(device) if device is not None else default_device()
     if device.type == "cuda" and not torch.cuda.is_available():
         raise IronError("--device cuda: no CUDA device is available here; use --device cpu")
-    run = Run(Path(data_dir), Path(run_dir), device)
+    run = Run(Path(data_dir), Path(run_dir), device, steps=tuple(steps))
     torch.set_flush_denormal(True)  # Softplus(100) MLPs produce denormals: 5x slower on CPU
     metrics: dict[str, float] = {}
     if not dataset_steps:  # a bad dataset must not leave an empty run folder behind
@@ -328,6 +309,11 @@ def run_pipeline(
                 step.run(run, config)
             run.data_dir = step.output(run)
         raise_on_errors(check_dataset(run.data_dir))
+        run.capture = capture_size(run.data_dir)
+        if isinstance(config, ConfigRequest):
+            config = config.for_run(run.run_dir, run.capture)
+        if config.budget.footprint:
+            print(budget_line(config))
         done = read_progress(run.run_dir)["done"]
         if any(name not in done for name in ("stage1", "stage2") if name in steps):
             check_memory(run.data_dir, device)  # before loading, not half-way through
@@ -349,8 +335,40 @@ def run_pipeline(
     if not metrics and metrics_file.is_file():
         metrics = json.loads(metrics_file.read_text()).get("mean", {})
     return RunSummary(
-        run.run_dir, dict(run.progress["done"]), metrics, report if report.is_file() else None
+        run.run_dir,
+        dict(run.progress["done"]),
+        metrics,
+        report if report.is_file() else None,
+        config.budget.minutes,
     )
+
+
+def budget_line(config: RunConfig) -> str:
+    """One line saying what the capture rule chose (``RUN/config.json`` has it all)."""
+    b, s1, s2, ex = config.budget, config.stage1, config.stage2, config.export
+    line = (
+        f"[budget] footprint {b.footprint:.0f} px across the unit sphere -> SDF grid"
+        f" {s1.sdf.grid.max_resolution}^3, stage 1 {s1.train.steps} steps, stage 2"
+        f" {s2.iterations} patches, mesh {ex.resolution}^3, textures {ex.texture_size} px"
+    )
+    if b.minutes > 0:
+        line += f"; time budget {b.minutes:g} min (step counts follow from measured speed)"
+    return line
+
+
+def time_budget_line(run_dir: Path, minutes: float, total: float) -> str:
+    """Planned against actual time: the budget and each stage's plan (``plan.json``)."""
+    from ironrender.training.time_budget import read_plan
+
+    parts = [f"time budget {minutes * 60:.0f} s, used {total:.0f} s ({total / (minutes * 60):.0%})"]
+    for stage in ("stage1", "stage2"):
+        plan = read_plan(run_dir / stage)
+        if plan is not None:
+            parts.append(
+                f"{stage} planned {plan.seconds:.0f} s ({plan.steps} steps), trained"
+                f" {plan.actual_seconds:.0f} s"
+            )
+    return "  " + "; ".join(parts)
 
 
 def format_summary(summary: RunSummary) -> str:
@@ -360,6 +378,8 @@ def format_summary(summary: RunSummary) -> str:
         if step in summary.seconds:
             lines.append(f"  {step:<7} {summary.seconds[step]:7.1f} s")
     lines.append(f"  total   {total:7.1f} s")
+    if summary.minutes > 0:
+        lines.append(time_budget_line(summary.run_dir, summary.minutes, total))
     for key in SUMMARY_METRICS:
         if key in summary.metrics:
             lines.append(f"  {key:<16} {summary.metrics[key]:.4g}")

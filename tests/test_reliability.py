@@ -217,12 +217,13 @@ def test_a_lock_left_by_a_killed_process_is_taken_over(tmp_path, capsys):
 
 # ----------------------------------------------------------------------------- memory
 def test_a_capture_too_large_for_memory_is_stopped_before_loading(tmp_path, tiny_data, monkeypatch):
-    """Claim 100 kB free: the 8 training views at 32x32 (8 x 32 x 32 x 12 B = 98 kB) exceed the
-    60 % the photographs may take; the message proposes --downscale 2, which fits (25 kB), and
-    the run trains on the smaller copy."""
+    """Claim 30 kB free: the 8 training views at 32x32, 8-bit PNGs kept as bytes
+    (8 x 32 x 32 x 3 B = 24.6 kB), exceed the 60 % the photographs may take; the message
+    proposes --downscale 2, which fits (6.1 kB), and the run trains on the smaller copy."""
     from ironrender.data import memory
 
-    monkeypatch.setattr(memory, "available_bytes", lambda device: 100_000)
+    assert memory.dataset_bytes(tiny_data) == 8 * 32 * 32 * 3
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 30_000)
     config = resolve_config("fast", None, TINY)
     with pytest.raises(IronError, match="add `--downscale 2`"):
         run_pipeline(tiny_data, tmp_path / "run", config, "cpu", steps=("stage1",))

@@ -30,16 +30,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import time
 
-    from ironrender.pipeline import (
-        SynthStep,
-        dataset_steps_for,
-        format_summary,
-        resolve_config,
-        run_pipeline,
-    )
+    from ironrender.cli.run import config_request
+    from ironrender.pipeline import SynthStep, dataset_steps_for, format_summary, run_pipeline
 
     started = time.perf_counter()
-    config = resolve_config(args.preset, args.config, args.overrides, edges=not args.no_edges)
+    config = config_request(args)
     summary = run_pipeline(
         args.out / "data",
         args.out / "run",

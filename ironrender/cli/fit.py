@@ -34,17 +34,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def resolve_config(args: argparse.Namespace):
+def resolve_config(args: argparse.Namespace, data: Path | None = None):
     """Preset (or the saved RUN/config.json on --resume), then --config, then --set overrides.
 
     The configuration is the same :class:`~ironrender.pipeline.RunConfig` that ``iron run``
-    saves, so a run can be started with one command and continued with the other.
+    saves, so a run can be started with one command and continued with the other. With
+    ``data``, the capture rule sizes the run from it (:mod:`ironrender.budget`).
     """
     import json
 
     from ironrender import config as cfg
+    from ironrender.budget import capture_size
+    from ironrender.cli.run import config_request
     from ironrender.pipeline import RunConfig
-    from ironrender.pipeline import resolve_config as resolve_run_config
 
     saved = Path(args.run) / CONFIG_NAME
     if args.resume and saved.is_file():
@@ -52,17 +54,22 @@ def resolve_config(args: argparse.Namespace):
         if args.config:
             config = cfg.merge(config, json.loads(Path(args.config).read_text()), args.config)
         config = cfg.apply_overrides(config, args.overrides)
-    else:
-        config = resolve_run_config(args.preset, args.config, args.overrides)
-    if args.no_edges:
-        config = dataclasses.replace(config, stage2=dataclasses.replace(config.stage2, edges=False))
-    return config
+        if args.minutes is not None:
+            config = cfg.merge(config, {"budget": {"minutes": args.minutes}}, "--minutes")
+        if args.no_edges:
+            stage2 = dataclasses.replace(config.stage2, edges=False)
+            config = dataclasses.replace(config, stage2=stage2)
+        return config
+    return config_request(args).resolve(capture_size(data) if data is not None else None)
 
 
 def run(args: argparse.Namespace) -> int:
+    import time
+
     import torch
 
     from ironrender import config as cfg
+    from ironrender.budget import stage_seconds
     from ironrender.errors import IronError
     from ironrender.run_folder import command_line, run_lock
     from ironrender.training.stage1 import CHECKPOINT_NAME, STAGE_DIR, train_stage1
@@ -71,29 +78,43 @@ def run(args: argparse.Namespace) -> int:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise IronError("--device cuda: no CUDA device is available here; use --device cpu")
     torch.set_flush_denormal(True)  # Softplus(100) MLPs produce denormals: 5x slower on CPU
-    config = resolve_config(args)
+    resolve_config(args)  # option errors before anything is written
     existing = Path(args.run) / STAGE_DIR / CHECKPOINT_NAME
     if args.stage in ("1", "all") and existing.exists() and not args.resume:
         raise IronError(
             f"{existing} exists: pass --resume to continue it, or choose a new run folder"
         )
+    stages = {"1": ("stage1",), "2": ("stage2",), "all": ("stage1", "stage2")}[args.stage]
+    started = time.perf_counter()
     with run_lock(args.run, command_line()):
         Path(args.run).mkdir(parents=True, exist_ok=True)
-        cfg.save(config, Path(args.run) / CONFIG_NAME)
         data = fit_data(args, torch.device(device))
+        config = resolve_config(args, data)
+        cfg.save(config, Path(args.run) / CONFIG_NAME)
 
-        if args.stage in ("1", "all"):
-            result = train_stage1(data, args.run, config.stage1, device, resume=args.resume)
+        def seconds(stage: str) -> float | None:
+            if config.budget.minutes <= 0:
+                return None
+            spent = time.perf_counter() - started
+            return stage_seconds(config.budget, stage, spent, 0.0, stages)
+
+        if "stage1" in stages:
+            result = train_stage1(
+                data, args.run, config.stage1, device, args.resume, seconds=seconds("stage1")
+            )
             print(
                 f"stage 1: {result.steps} steps, loss {result.loss:.4f}, PSNR {result.psnr:.2f} dB,"
                 f" {result.seconds:.0f} s; mesh {result.mesh}"
             )
-        if args.stage in ("2", "all"):
+        if "stage2" in stages:
             from ironrender.training.stage2 import train_stage2
 
             # --resume continues stage 2 only if it had started; otherwise it begins from stage 1.
             resume = args.resume and (Path(args.run) / "stage2" / CHECKPOINT_NAME).is_file()
-            train_stage2(data, args.run, config.stage2, device, resume=resume)
+            train_stage2(data, args.run, config.stage2, device, resume, seconds=seconds("stage2"))
+    if config.budget.minutes > 0:
+        took = (time.perf_counter() - started) / 60
+        print(f"time budget {config.budget.minutes:g} min; took {took:.1f} min")
     return 0
 
 

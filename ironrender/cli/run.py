@@ -31,6 +31,18 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         help="override one value, e.g. --set stage1.train.steps=500 (repeatable)",
     )
     parser.add_argument(
+        "--minutes",
+        type=float,
+        default=None,
+        metavar="N",
+        help=(
+            "spend about N minutes on this machine (training, export and evaluation): each"
+            " stage times a few steps and sets its step count to fit; the end of the run"
+            " reports planned against actual time. Default: the step counts the capture rule"
+            " derives from the photographs' resolution (RUN/config.json, section budget)"
+        ),
+    )
+    parser.add_argument(
         "--downscale",
         type=int,
         default=1,
@@ -39,6 +51,19 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
             "train on a copy of the photographs K times smaller per side, written into"
             " RUN/data_xK (for captures too large for this machine's memory; the run says when)"
         ),
+    )
+
+
+def config_request(args: argparse.Namespace):
+    """The :class:`~ironrender.run_config.ConfigRequest` of the options above (resolved once
+    the dataset is known)."""
+    from ironrender.errors import IronError
+    from ironrender.run_config import ConfigRequest
+
+    if args.minutes is not None and not args.minutes > 0:
+        raise IronError(f"--minutes must be a positive number, not {args.minutes}")
+    return ConfigRequest(
+        args.preset, args.config, tuple(args.overrides), not args.no_edges, args.minutes
     )
 
 
@@ -66,21 +91,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ironrender.errors import IronError
-    from ironrender.pipeline import (
-        STEPS,
-        dataset_steps_for,
-        format_summary,
-        run_pipeline,
-        saved_or_resolved_config,
-    )
+    from ironrender.pipeline import STEPS, dataset_steps_for, format_summary, run_pipeline
 
     steps = tuple(s.strip() for s in args.steps.split(",") if s.strip())
     unknown = set(steps) - set(STEPS)
     if unknown:
         raise IronError(f"unknown step(s) {sorted(unknown)}; choose from {', '.join(STEPS)}")
-    config = saved_or_resolved_config(
-        args.run, args.preset, args.config, args.overrides, edges=not args.no_edges
-    )
+    config = config_request(args)
     summary = run_pipeline(
         args.data, args.run, config, args.device, steps, dataset_steps_for(args.downscale)
     )

@@ -37,14 +37,25 @@ from ironrender.data.camera_file import (
 )
 from ironrender.data.cameras import Cameras
 from ironrender.data.check import check_split, raise_on_errors, resolve_inside, unsafe_name
-from ironrender.data.images import is_hdr, one_line, read_image, write_image
+from ironrender.data.images import (
+    LINEAR_OF_8BIT,
+    decode_8bit,
+    is_hdr,
+    one_line,
+    read_image,
+    read_stored,
+    write_image,
+)
 from ironrender.errors import DatasetError
 
 
 @dataclass
 class Split:
-    """One split of a dataset: images (N, H, W, 3) linear RGB and their cameras.
+    """One split of a dataset: images (N, H, W, 3) and their cameras.
 
+    ``images`` are linear RGB float32, or, when loaded with ``keep_8bit``, the gamma-encoded
+    8-bit values of 8-bit files as uint8 (a quarter of the memory), which
+    :func:`linear_images` decodes to the same float32 values.
     ``hdr`` is False for images decoded from gamma-encoded 8-bit files: such images were clipped
     at 1 and quantized, so losses are best computed in the gamma-encoded domain.
     """
@@ -61,6 +72,21 @@ class Split:
         return Split(self.names, self.images.to(device), self.cameras.to(device), self.hdr)
 
 
+def linear_images(images: Tensor) -> Tensor:
+    """Linear float32 radiance of stored images (any leading shape, last axis RGB): uint8
+    gamma-encoded values through :data:`~ironrender.data.images.LINEAR_OF_8BIT`, float32 as
+    they are. Meant for a batch, a patch or a view, not the whole capture."""
+    if images.dtype != torch.uint8:
+        return images
+    return decode_table(LINEAR_OF_8BIT, images)
+
+
+def decode_table(table: np.ndarray | Tensor, values: Tensor) -> Tensor:
+    """``table[values]`` for a 256-entry table and uint8 ``values`` (on their device)."""
+    table = torch.as_tensor(table, device=values.device)
+    return table[values.long()]  # (a uint8 index would be read as a boolean mask)
+
+
 def sort_names(names) -> list[str]:
     """Numeric order where every stem is an integer (IRON's convention), else lexicographic."""
     names = list(names)
@@ -75,10 +101,13 @@ def load_split(
     split: str = "train",
     device: torch.device | str = "cpu",
     linear: bool = False,
+    keep_8bit: bool = False,
 ) -> Split:
     """Load and validate one split of an IRON dataset.
 
-    ``linear=True`` reads the ``.exr`` twin of each LDR key where one exists.
+    ``linear=True`` reads the ``.exr`` twin of each LDR key where one exists. ``keep_8bit``
+    keeps the photographs of a split of 8-bit files as their uint8 values (:class:`Split`); a
+    split mixing them with 16-bit or EXR files is linear float32 throughout.
     """
     root = Path(root)
     split_dir = root / split
@@ -87,16 +116,20 @@ def load_split(
     names = sort_names(entries)
     paths = [_image_path(root, split_dir, name, linear) for name in names]
     stacked: np.ndarray | None = None  # filled image by image: one copy of the split, not two
+    read = read_stored if keep_8bit else read_image
     for i, (path, name) in enumerate(zip(paths, names, strict=True)):
-        image = read_image(path, tuple(entries[name]["img_size"]))
+        image = read(path, tuple(entries[name]["img_size"]))
         if stacked is None:
-            stacked = np.empty((len(names), *image.shape), dtype=np.float32)
+            stacked = np.empty((len(names), *image.shape), dtype=image.dtype)
         elif image.shape != stacked.shape[1:]:
             shapes = sorted({stacked.shape[1:], image.shape})
             raise DatasetError(
                 f"{split_dir}: images of different sizes in one split ({shapes}...);"
                 " resize them to one size"
             )
+        if image.dtype != stacked.dtype:  # 8-bit files mixed with others: all linear float
+            stacked = decode_8bit(stacked) if stacked.dtype == np.uint8 else stacked
+            image = decode_8bit(image) if image.dtype == np.uint8 else image
         stacked[i] = image
     if stacked is None:
         raise DatasetError(f"{split_dir / CAMERA_FILE}: no cameras in the file")

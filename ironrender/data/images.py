@@ -7,6 +7,8 @@ Conventions, fixed for the whole project:
   16-bit PNGs) and ``value = round(255 * clip(linear, 0, 1) ** (1 / 2.2))`` on write (IRON's
   convention). Grey, grey+alpha, palette and RGBA files are read as RGB (alpha is ignored); the
   EXIF orientation is applied.
+* Training keeps 8-bit photographs as their uint8 values (:func:`read_stored`, a quarter of the
+  float32 memory) and decodes them per batch with :data:`LINEAR_OF_8BIT`, the same numbers.
 * EXR files are linear float, read and written with the ``OpenEXR`` package (imageio would
   silently write a TIFF under an ``.exr`` name).
 
@@ -83,6 +85,14 @@ def read_image(path: str | Path, size: tuple[int, int] | None = None) -> np.ndar
     its header where possible (nothing decoded). Raises :class:`DatasetError` with a one-line
     message if the file is missing, empty, too large or unreadable.
     """
+    data = read_stored(path, size)
+    return decode_8bit(data) if data.dtype == np.uint8 else data
+
+
+def read_stored(path: str | Path, size: tuple[int, int] | None = None) -> np.ndarray:
+    """An image file as it is best kept in memory, shape (H, W, 3): the gamma-encoded 8-bit
+    values themselves (uint8) for 8-bit PNG/JPEG files, linear float32 for 16-bit PNGs and
+    EXRs. :func:`decode_8bit` turns the former into exactly what :func:`read_image` returns."""
     path = Path(path)
     if not path.is_file():
         found = "is not a regular file" if path.exists() else "image file not found"
@@ -143,11 +153,41 @@ def _read_ldr(path: Path, size) -> np.ndarray:
             grey = np.asarray(img, dtype=np.float32) / 65535.0
             data = np.repeat(grey[..., None], 3, axis=-1)
         else:
-            data = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+            data = np.asarray(img.convert("RGB"), dtype=np.uint8)
         orientation = img.getexif().get(0x0112)
     if orientation in _ORIENTATIONS:
         data = _ORIENTATIONS[orientation](data)
+    if data.dtype == np.uint8:
+        return np.ascontiguousarray(data)
     return np.ascontiguousarray(gamma_to_linear(data), dtype=np.float32)
+
+
+#: ``(v / 255) ** 2.2`` for every 8-bit value ``v``, float32: the linear radiance of an 8-bit
+#: gamma-encoded sample, computed once by the same operations a decoded image went through.
+LINEAR_OF_8BIT = np.ascontiguousarray(
+    gamma_to_linear(np.arange(256, dtype=np.float32) / 255.0), dtype=np.float32
+)
+
+
+def stored_bytes_per_pixel(path: str | Path) -> int:
+    """Bytes one pixel of this file takes as :func:`read_stored` keeps it (3 for 8-bit PNG and
+    JPEG, 12 otherwise), from its header; 12 when the header cannot be read."""
+    path = Path(path)
+    if path.suffix.lower() not in LDR_SUFFIXES:
+        return 12
+    from PIL import Image
+
+    try:
+        with Image.open(path, formats=LDR_FORMATS) as img:
+            eight_bit = _png16_rawmode(img) is None and not img.mode.startswith("I")
+    except Exception:  # the dataset check reports unreadable files
+        return 12
+    return 3 if eight_bit else 12
+
+
+def decode_8bit(values: np.ndarray) -> np.ndarray:
+    """Linear float32 radiance of gamma-encoded 8-bit samples (a table lookup)."""
+    return LINEAR_OF_8BIT[values]
 
 
 def _png16_rawmode(img) -> str | None:

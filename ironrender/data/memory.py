@@ -1,9 +1,10 @@
 """Memory a capture needs, told before it is loaded, and a smaller copy when it does not fit.
 
-Training keeps every training photograph on the device once, as float32 RGB (stage 1 turns the
-loaded photographs into its loss-domain targets in place; loading fills one array image by
-image), so a capture of ``N`` views of ``W x H`` needs about ``N * W * H * 3 * 4`` bytes (300
-photos at 1 MP: 3.6 GB). :func:`check_memory`
+Training keeps every training photograph on the device once: 8-bit PNG/JPEG photographs as
+their uint8 values, decoded per batch (:func:`ironrender.data.images.read_stored`), others as
+float32 RGB (loading fills one array image by image), so a capture of ``N`` views of
+``W x H`` needs about ``N * W * H * 3`` bytes (300 photos at 1 MP: 0.9 GB; 3.6 GB as float32
+or EXR). :func:`check_memory`
 compares that with what the device has free (``MemAvailable`` and the cgroup's limit on the
 CPU, ``cudaMemGetInfo`` on a GPU) before anything is read, and when it does not fit stops with
 the downscale that would, instead of letting the kernel kill the run half-way.
@@ -30,12 +31,12 @@ from ironrender.data.camera_file import (
     read_camera_dict,
 )
 from ironrender.data.cameras import Cameras
-from ironrender.data.images import read_image, write_image
+from ironrender.data.images import LDR_SUFFIXES, read_image, stored_bytes_per_pixel, write_image
 from ironrender.errors import IronError
 
-#: Float32 RGB copies of the training photographs held at once.
+#: Copies of the training photographs held at once.
 TRAIN_COPIES = 1
-BYTES_PER_PIXEL = 3 * 4
+BYTES_PER_PIXEL = 3 * 4  # float32 RGB (EXR, 16-bit PNG); 8-bit files take 3
 #: Share of the free memory the photographs may take; the networks and batches need the rest.
 HEADROOM = 0.6
 #: What a downscaled copy leaves out of ``gt/``: images at the original size.
@@ -46,6 +47,19 @@ def dataset_bytes(data_dir: str | Path) -> int:
     """Bytes the training split takes on the device during training (module docstring)."""
     path = Path(data_dir) / "train" / CAMERA_FILE
     entries = read_camera_dict(path)
+    return TRAIN_COPIES * _bytes_per_pixel(path.parent, entries) * _pixels(entries)
+
+
+def _bytes_per_pixel(split_dir: Path, entries: dict) -> int:
+    """3 when the split's files are 8-bit PNG/JPEG (kept as uint8; judged from the first
+    file's header), else float32 RGB."""
+    names = [str(name) for name in entries]
+    if not names or any(Path(name).suffix.lower() not in LDR_SUFFIXES for name in names):
+        return BYTES_PER_PIXEL
+    return stored_bytes_per_pixel(split_dir / IMAGE_DIR / names[0])
+
+
+def _pixels(entries: dict) -> int:
     pixels = 0
     for entry in entries.values():
         try:
@@ -53,7 +67,7 @@ def dataset_bytes(data_dir: str | Path) -> int:
         except (KeyError, TypeError, ValueError, OverflowError):
             continue  # the dataset check names bad entries
         pixels += max(width, 0) * max(height, 0)
-    return TRAIN_COPIES * BYTES_PER_PIXEL * pixels
+    return pixels
 
 
 def available_bytes(device: torch.device | str) -> int | None:

@@ -93,7 +93,6 @@ SUMMARY_KEYS = (
 SUMMARY_NOTES = ("resolution", "object_mask", "sfm")
 
 
-
 def _json_default(value):
     if isinstance(value, np.generic):
         return value.item()

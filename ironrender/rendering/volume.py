@@ -37,6 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from ironrender.data.cameras import Cameras, RayBundle
+from ironrender.data.dataset import linear_images
 from ironrender.fields.background import BackgroundField, BackgroundFieldConfig
 from ironrender.fields.base import SDFField
 from ironrender.fields.radiance import RadianceField
@@ -127,13 +128,17 @@ class Background(nn.Module):
 
 def border_level(images: Tensor) -> float:
     """How bright the room is: the median, over views, of the median gamma-encoded value of
-    each photo's border (its outer ``BORDER_FRACTION`` on every side), from linear (N, H, W, 3)."""
+    each photo's border (its outer ``BORDER_FRACTION`` on every side), from linear (N, H, W, 3)
+    or 8-bit (:func:`~ironrender.data.dataset.linear_images`) photographs."""
     _, height, width, _ = images.shape
     dy, dx = max(1, round(height * BORDER_FRACTION)), max(1, round(width * BORDER_FRACTION))
     inner = torch.ones(height, width, dtype=torch.bool, device=images.device)
     inner[dy : height - dy, dx : width - dx] = False
     per_view = torch.stack(  # view by view: a batch of borders would copy a third of the capture
-        [(image[inner].clamp(0.0, 1.0) ** (1.0 / 2.2)).mean(-1).median() for image in images]
+        [
+            (linear_images(image)[inner].clamp(0.0, 1.0) ** (1.0 / 2.2)).mean(-1).median()
+            for image in images
+        ]
     )
     return float(per_view.median())
 

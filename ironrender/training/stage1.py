@@ -22,6 +22,7 @@ bit-for-bit where a killed run stopped.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import time
 from dataclasses import dataclass, field
@@ -34,9 +35,8 @@ from torch import Tensor, nn
 from ironrender.config import from_dict, to_dict
 from ironrender.data.cameras import Cameras
 from ironrender.data.dataset import Split, load_split
-from ironrender.data.images import GAMMA
+from ironrender.data.images import GAMMA, LINEAR_OF_8BIT
 from ironrender.errors import IronError
-from ironrender.fields.encodings import GridConfig
 from ironrender.fields.radiance import RadianceField
 from ironrender.fields.sdf import NeuralSDF, NeuSVariance
 from ironrender.interrupts import StopRequests
@@ -44,12 +44,11 @@ from ironrender.rendering.samplers import SDFGridCache
 from ironrender.rendering.volume import (
     Background,
     choose_background,
-    render_image,
     render_rays,
 )
 from ironrender.training.checkpoint import load_checkpoint, save_checkpoint
-from ironrender.training.pixel_batches import PixelSampler, pixel_rays
-from ironrender.training.runlog import RunLog, normal_image, psnr, write_panels
+from ironrender.training.pixel_batches import PixelSampler, PixelTargets, pixel_rays
+from ironrender.training.runlog import RunLog, psnr
 from ironrender.training.schedules import active_levels, cos_anneal_ratio, learning_rate_factor
 from ironrender.training.stage1_config import (
     LOSS_DOMAINS,
@@ -60,6 +59,15 @@ from ironrender.training.stage1_config import (
     fast_stage1_config,
     paper_stage1_config,
     stage1_preset,
+)
+from ironrender.training.stage1_outputs import write_mesh, write_previews
+from ironrender.training.time_budget import (
+    MIN_STAGE1_STEPS,
+    StagePlan,
+    median_step_seconds,
+    read_plan,
+    scale_stage1_schedule,
+    steps_for,
 )
 
 __all__ = [  # the configuration, re-exported: "stage 1" is where a user looks for it
@@ -79,7 +87,6 @@ __all__ = [  # the configuration, re-exported: "stage 1" is where a user looks f
 STAGE_DIR = "stage1"
 CHECKPOINT_NAME = "checkpoint.pt"
 MESH_NAME = "mesh.ply"
-PREVIEW_DIR = "previews"
 EIKONAL_RADIUS = 1.2  # eikonal on samples with |x| < 1.2 (IRON)
 
 
@@ -146,6 +153,16 @@ def to_loss_domain_(linear: Tensor, domain: str) -> Tensor:
     return to_loss_domain(linear, domain)
 
 
+def loss_domain_targets(images: Tensor, domain: str) -> PixelTargets:
+    """The photographs as stage 1's targets (:func:`to_loss_domain`): uint8 photographs with
+    the table of what :func:`to_loss_domain` makes of each 8-bit value's linear radiance
+    (the same float32 numbers as converting the decoded images), float32 ones in place."""
+    if images.dtype == torch.uint8:
+        table = to_loss_domain(torch.from_numpy(LINEAR_OF_8BIT.copy()), domain)
+        return PixelTargets(images, table)
+    return PixelTargets(to_loss_domain_(images, domain))
+
+
 # ----------------------------------------------------------------------------- training
 @dataclass
 class _State:
@@ -165,11 +182,15 @@ def train_stage1(
     device: torch.device | str,
     resume: bool = False,
     stop_after: int | None = None,
+    seconds: float | None = None,
 ) -> Stage1Result:
     """``iron fit DATA RUN --stage 1``: train, then write previews, the mesh and the checkpoint.
 
     ``resume`` continues from ``RUN/stage1/checkpoint.pt`` exactly. ``stop_after`` ends the call
     after that many total steps (as if killed after its checkpoint; used by tests).
+    ``seconds``: a time budget for the training loop; the step count and the schedule's ramps
+    are set from a measured step time (:mod:`~ironrender.training.time_budget`); a resumed
+    run keeps the plan its checkpoint holds.
     """
     started = time.perf_counter()
     device = torch.device(device)
@@ -180,20 +201,30 @@ def train_stage1(
             f"{checkpoint_path} exists: pass --resume to continue it, or choose a new run folder"
         )
     train, log = config.train, config.log
-    split = load_split(data_dir, "train", device)
+    # 8-bit photographs stay uint8 (their values are the gamma-encoded loss domain), others
+    # become the targets in place: one copy of the capture, never a linear and an encoded twin.
+    split = load_split(data_dir, "train", device, keep_8bit=train.loss_domain == "gamma")
     config, reason = resolve_background(config, split.images)
     if log.progress:
         print(reason)
-    # The photographs become the targets in place: training holds one float32 copy of the
-    # capture, not the linear images and their gamma-encoded twin (2x the memory).
-    targets = to_loss_domain_(split.images, train.loss_domain)
+    targets = loss_domain_targets(split.images, train.loss_domain)
     state = _initial_state(config, device)
-    if resume and checkpoint_path.exists():
-        _restore(state, load_checkpoint(checkpoint_path, device), config)
-    end = train.steps if stop_after is None else min(train.steps, stop_after)
-
+    checkpoint = (
+        load_checkpoint(checkpoint_path, device) if resume and checkpoint_path.exists() else None
+    )
     sampler = PixelSampler(targets, train.foreground_fraction, train.foreground_threshold)
-    flat_targets = targets.reshape(-1, 3)
+    plan = None
+    if seconds and checkpoint is not None:  # the plan made when this run started
+        config = _schedule_of(config, checkpoint["config"])
+        plan = read_plan(stage_dir)
+    elif seconds:
+        config, plan = _plan(config, seconds, state, split.cameras, sampler, targets)
+        print(plan.line())
+    if checkpoint is not None:
+        _restore(state, checkpoint, config)
+    train = config.train
+    end = train.steps if stop_after is None else min(train.steps, stop_after)
+    loop_started = time.perf_counter()
     runlog = RunLog(stage_dir, train.steps, state.step, log.progress, log.tensorboard, "stage 1")
     loss_value, psnr_value = float("nan"), float("nan")
     losses: list[float] = []
@@ -201,7 +232,7 @@ def train_stage1(
         with StopRequests() as stop:
             while state.step < end:
                 step = state.step
-                metrics = _train_step(state, config, split.cameras, sampler, flat_targets)
+                metrics = _train_step(state, config, split.cameras, sampler, targets)
                 state.step += 1
                 loss_value, psnr_value = metrics["loss"], metrics["psnr"]
                 losses.append(loss_value)
@@ -212,15 +243,18 @@ def train_stage1(
                     print(f"stage 1: stopped at step {state.step}; checkpoint saved")
                     stop.stop_now()
                 if log.preview_every and state.step % log.preview_every == 0 and state.step < end:
-                    _write_previews(state, config, split, targets, stage_dir)
+                    _previews(state, config, split, targets, stage_dir)
                 if log.mesh_every and state.step % log.mesh_every == 0 and state.step < end:
                     write_mesh(state.model.sdf, stage_dir / MESH_NAME, log.mesh_resolution, device)
     finally:
         runlog.close()
+    if plan is not None:
+        plan.actual_seconds += time.perf_counter() - loop_started
+        plan.save(stage_dir)
 
     mesh_path = None
     if state.step >= train.steps:
-        _write_previews(state, config, split, targets, stage_dir)
+        _previews(state, config, split, targets, stage_dir)
         mesh_path = write_mesh(state.model.sdf, stage_dir / MESH_NAME, log.mesh_resolution, device)
     return Stage1Result(
         Path(run_dir),
@@ -258,6 +292,40 @@ def _initial_state(config: Stage1Config, device: torch.device) -> _State:
     return _State(0, model, optimizer, generator, cache)
 
 
+def _plan(
+    config: Stage1Config,
+    seconds: float,
+    state: _State,
+    cameras: Cameras,
+    sampler: PixelSampler,
+    targets: PixelTargets,
+) -> tuple[Stage1Config, StagePlan]:
+    """``config`` with as many steps as fit in ``seconds``, timed on a throw-away copy of
+    ``state`` (the run's own state, RNGs included, is left untouched)."""
+    model, optimizer, cache = copy.deepcopy((state.model, state.optimizer, state.cache))
+    generator = torch.Generator(device=state.generator.device)
+    generator.set_state(state.generator.get_state())
+    probe = _State(state.step, model, optimizer, generator, cache)
+
+    def step() -> None:
+        _train_step(probe, config, cameras, sampler, targets)
+        probe.step += 1
+
+    rng = torch.get_rng_state()
+    step_seconds = median_step_seconds(step)
+    torch.set_rng_state(rng)
+    steps = steps_for(seconds, step_seconds, MIN_STAGE1_STEPS)
+    planned = scale_stage1_schedule(config, steps / config.train.steps)
+    return planned, StagePlan("stage 1", seconds, step_seconds, planned.train.steps)
+
+
+def _schedule_of(config: Stage1Config, saved: dict) -> Stage1Config:
+    """``config`` with the step counts of a saved (planned) configuration."""
+    keys = ("steps", "warmup_steps", "anneal_end", "grid_ramp_steps")
+    train = dataclasses.replace(config.train, **{k: int(saved["train"][k]) for k in keys})
+    return dataclasses.replace(config, train=train)
+
+
 def _apply_schedules(state: _State, config: Stage1Config) -> float:
     """Set the learning rates and grid levels for ``state.step``; returns the anneal ratio."""
     train = config.train
@@ -273,7 +341,11 @@ def _apply_schedules(state: _State, config: Stage1Config) -> float:
 
 
 def _train_step(
-    state: _State, config: Stage1Config, cameras: Cameras, sampler: PixelSampler, targets: Tensor
+    state: _State,
+    config: Stage1Config,
+    cameras: Cameras,
+    sampler: PixelSampler,
+    targets: PixelTargets,
 ) -> dict[str, float]:
     train = config.train
     anneal = _apply_schedules(state, config)
@@ -294,7 +366,7 @@ def _train_step(
         jitter=True,
         generator=state.generator,
     )
-    target = targets[flat]
+    target = targets.pixels(flat)
     color_loss = F.l1_loss(out.rgb, target)
     inside = out.points.norm(dim=-1) < EIKONAL_RADIUS
     eikonal = ((out.gradients.norm(dim=-1) - 1.0) ** 2)[inside].mean()
@@ -357,64 +429,8 @@ def load_stage1(run_dir: str | Path, device: torch.device | str = "cpu") -> Stag
     return model.eval()
 
 
-# ----------------------------------------------------------------------------- outputs
-@torch.no_grad()
-def _write_previews(
-    state: _State, config: Stage1Config, split: Split, targets: Tensor, stage_dir: Path
+def _previews(
+    state: _State, config: Stage1Config, split: Split, targets: PixelTargets, stage_dir: Path
 ) -> None:
-    """``previews/step_XXXXXX_view_Y.png``: ground truth | rendering | normals."""
-    # At half the size of a 1 MP photo a preview renders 190k rays, the forward pass of ~500
-    # training steps of 384 rays; 320 px keeps it to a few dozen.
-    longest = int(split.cameras.sizes.max())
-    scale = min(config.log.preview_scale, config.log.preview_max_size / longest)
-    cameras = split.cameras.scaled(scale) if scale != 1.0 else split.cameras
-    model = state.model
-    for view in config.log.preview_views:
-        if view >= len(split):
-            continue
-        out = render_image(
-            cameras,
-            view,
-            model.sdf,
-            model.radiance,
-            model.variance.inv_s(),
-            model.background,
-            config.volume,
-            chunk=config.log.render_chunk,
-            proposal=state.cache,
-        )
-        height, width = out.rgb.shape[:2]
-        gt = F.interpolate(targets[view].permute(2, 0, 1)[None], size=(height, width), mode="area")[
-            0
-        ].permute(1, 2, 0)
-        rgb = out.rgb if config.train.loss_domain == "gamma" else to_loss_domain(out.rgb, "gamma")
-        gt = gt if config.train.loss_domain == "gamma" else to_loss_domain(gt, "gamma")
-        name = f"step_{state.step:06d}_view_{view}.png"
-        write_panels(
-            stage_dir / PREVIEW_DIR / name, [gt, rgb, normal_image(out.normal, out.opacity)]
-        )
-
-
-def write_mesh(sdf: NeuralSDF, path: Path, resolution: int, device: torch.device) -> Path:
-    """Marching cubes on the SDF (largest component kept, as IRON's export) to ``path``."""
-    from ironrender.fields.level_set import extract_mesh
-
-    mesh = extract_mesh(sdf.sdf, resolution, bound=1.0, device=device, keep_largest_component=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    mesh.export(path)
-    return path
-
-
-__all__ = [
-    "GridConfig",
-    "LogConfig",
-    "Stage1Config",
-    "Stage1Model",
-    "Stage1Result",
-    "TrainConfig",
-    "fast_stage1_config",
-    "load_stage1",
-    "paper_stage1_config",
-    "stage1_preset",
-    "train_stage1",
-]
+    gamma = lambda x: to_loss_domain(x, "gamma")  # noqa: E731
+    write_previews(state.model, state.cache, state.step, config, split, targets, stage_dir, gamma)

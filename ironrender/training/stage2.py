@@ -46,7 +46,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ironrender.data.dataset import Split, load_split
+from ironrender.data.dataset import Split, linear_images, load_split
 from ironrender.data.images import GAMMA
 from ironrender.errors import IronError
 from ironrender.fields.base import SDFField
@@ -75,6 +75,14 @@ from ironrender.training.stage2_views import (
     render_view,
     resize_image,
     scene_render_config,
+)
+from ironrender.training.time_budget import (
+    MIN_STAGE2_ITERATIONS,
+    StagePlan,
+    median_step_seconds,
+    read_plan,
+    scale_stage2_schedule,
+    steps_for,
 )
 
 __all__ = [  # the configuration, re-exported: "stage 2" is where a user looks for it
@@ -223,7 +231,7 @@ def _write_preview(
     image = render_view(
         state.sdf, state.materials, cameras, 0, render, edges=config.edges, background=background
     )
-    target = resize_image(split.images[0], image.color.shape[:2])
+    target = resize_image(linear_images(split.images[0]), image.color.shape[:2])
     blank = image.color.new_zeros(*image.color.shape[:2], 1)  # a view without any hit
     panels = [
         target_to_loss_domain(target, hdr=False),
@@ -306,8 +314,13 @@ def train_stage2(
     device: torch.device | str,
     resume: bool = False,
     progress: bool = True,
+    seconds: float | None = None,
 ) -> Stage2Result:
-    """``iron fit DATA RUN --stage 2``: load the capture and stage 1, initialise, optimise."""
+    """``iron fit DATA RUN --stage 2``: load the capture and stage 1, initialise, optimise.
+
+    ``seconds``: a time budget for the optimisation; the iteration count is set from a measured
+    step time (:mod:`~ironrender.training.time_budget`); a resumed run keeps its plan.
+    """
     device = torch.device(device)
     checkpoint = Path(run_dir) / STAGE_DIR / CHECKPOINT_NAME
     resume = resume and checkpoint.exists()  # as stage 1: resuming a run not yet here starts it
@@ -315,7 +328,7 @@ def train_stage2(
         raise IronError(
             f"{checkpoint} exists: pass --resume to continue it, or choose a new run folder"
         )
-    split = load_split(data_dir, "train", device)
+    split = load_split(data_dir, "train", device, keep_8bit=True)  # decoded patch by patch
     sdf, materials = build_stage2(run_dir, config, device)
     background = stage1_background(run_dir, config, device)
     render = scene_render_config(config, split.cameras)
@@ -326,7 +339,44 @@ def train_stage2(
         materials.set_light_intensity(
             initial_light_intensity(sdf, materials, split, config, render)
         )
-    return fit_stage2(split, sdf, materials, config, run_dir, resume, progress, background, masks)
+    plan = None
+    if seconds and resume:  # the plan made when this stage started
+        saved = load_checkpoint(checkpoint, "cpu")["config"]
+        config = dataclasses.replace(config, iterations=int(saved["iterations"]))
+        plan = read_plan(Path(run_dir) / STAGE_DIR)
+    elif seconds:
+        step_seconds = _step_seconds(split, sdf, materials, config, render, background, masks)
+        iterations = steps_for(seconds, step_seconds, MIN_STAGE2_ITERATIONS)
+        config = scale_stage2_schedule(config, iterations / config.iterations)
+        plan = StagePlan("stage 2", seconds, step_seconds, config.iterations)
+        print(plan.line())
+    result = fit_stage2(split, sdf, materials, config, run_dir, resume, progress, background, masks)
+    if plan is not None:
+        plan.actual_seconds += result.seconds
+        plan.save(Path(run_dir) / STAGE_DIR)
+    return result
+
+
+def _step_seconds(
+    split: Split,
+    sdf: SDFField,
+    materials: MaterialFields,
+    config: Stage2Config,
+    render: SurfaceRenderConfig,
+    background: BackgroundFn | None,
+    masks: Tensor | None,
+) -> float:
+    """Median time of a stage-2 step, measured on throw-away copies of the fields, optimisers
+    and random generators (the run itself starts exactly as without the measurement)."""
+    sdf, materials = copy.deepcopy((sdf, materials))
+    generator = torch.Generator(device="cpu").manual_seed(config.seed)
+    probe = Stage2State(sdf, materials, make_optimizers(sdf, materials, config), generator)
+    rng = torch.get_rng_state()
+    seconds = median_step_seconds(
+        lambda: training_step(probe, split, config, render, background, masks)
+    )
+    torch.set_rng_state(rng)
+    return seconds
 
 
 def load_stage2(run_dir: str | Path, device: torch.device | str) -> tuple[SDFField, MaterialFields]:

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from ironrender.data.cameras import Cameras
-from ironrender.data.dataset import Split
+from ironrender.data.dataset import Split, linear_images
 from ironrender.data.images import GAMMA
 from ironrender.fields.base import SDFField
 from ironrender.fields.materials import MaterialFields
@@ -150,7 +150,10 @@ def sample_patch(
     pw, ph = min(size, W), min(size, H)
     x0 = int(torch.randint(W - pw + 1, (1,), generator=generator))
     y0 = int(torch.randint(H - ph + 1, (1,), generator=generator))
-    return Patch(split.cameras.crop(i, x0, y0, pw, ph), split.images[i, y0 : y0 + ph, x0 : x0 + pw])
+    return Patch(
+        split.cameras.crop(i, x0, y0, pw, ph),
+        linear_images(split.images[i, y0 : y0 + ph, x0 : x0 + pw]),
+    )
 
 
 def _object_patch(split: Split, size: int, generator: torch.Generator, masks: Tensor) -> Patch:
@@ -165,7 +168,10 @@ def _object_patch(split: Split, size: int, generator: torch.Generator, masks: Te
     pw, ph = min(size, W), min(size, H)
     x0 = min(max(int(x) - pw // 2, 0), W - pw)
     y0 = min(max(int(y) - ph // 2, 0), H - ph)
-    return Patch(split.cameras.crop(i, x0, y0, pw, ph), split.images[i, y0 : y0 + ph, x0 : x0 + pw])
+    return Patch(
+        split.cameras.crop(i, x0, y0, pw, ph),
+        linear_images(split.images[i, y0 : y0 + ph, x0 : x0 + pw]),
+    )
 
 
 def training_step(

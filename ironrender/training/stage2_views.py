@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from ironrender.data.cameras import Cameras
-from ironrender.data.dataset import Split
+from ironrender.data.dataset import Split, linear_images
 from ironrender.errors import IronError
 from ironrender.fields.base import SDFField
 from ironrender.fields.materials import (
@@ -147,7 +147,7 @@ def initial_light_intensity(
     predictions, targets, weights = [], [], []
     for i in views:
         image = render_view(sdf, materials, cameras, int(i), render, unit_light=True)
-        target = resize_image(split.images[int(i)], image.color.shape[:2])
+        target = resize_image(linear_images(split.images[int(i)]), image.color.shape[:2])
         predictions.append(image.color)
         targets.append(target)
         weights.append((image.mask[..., None] & (target < SATURATED)).to(target.dtype))
