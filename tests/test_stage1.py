@@ -155,8 +155,18 @@ def test_pixel_sampler_finds_the_foreground_chunk_by_chunk(monkeypatch):
     targets = torch.rand(3, 5, 11, 3, generator=torch.Generator().manual_seed(0))
     expected = torch.nonzero(targets.reshape(-1, 3).amax(-1) > 0.8).squeeze(-1)
     monkeypatch.setattr(pixel_batches, "SAMPLER_CHUNK", 7)
-    sampler = pixel_batches.PixelSampler(targets, fraction=1.0, threshold=0.8)
+    sampler = pixel_batches.PixelSampler(
+        pixel_batches.PixelTargets(targets), fraction=1.0, threshold=0.8
+    )
     assert sampler.foreground.dtype == torch.int32
     assert torch.equal(sampler.foreground.long(), expected)
     picks = sampler.sample(64, torch.Generator().manual_seed(1))
     assert picks.dtype == torch.int64 and bool(torch.isin(picks, expected).all())
+
+    # 8-bit targets: the threshold applies to the decoded values (v / 255 here)
+    codes = (targets * 255).round().to(torch.uint8)
+    table = torch.arange(256, dtype=torch.float32) / 255
+    expected = torch.nonzero(codes.reshape(-1, 3).amax(-1).float() / 255 > 0.8).squeeze(-1)
+    stored = pixel_batches.PixelTargets(codes, table)
+    sampler = pixel_batches.PixelSampler(stored, fraction=1.0, threshold=0.8)
+    assert torch.equal(sampler.foreground.long(), expected)

@@ -280,10 +280,13 @@ def resolve_background(config: Stage1Config, images: Tensor) -> tuple[Stage1Conf
 def _initial_state(config: Stage1Config, device: torch.device) -> _State:
     torch.manual_seed(config.train.seed)  # network initialisation
     model = Stage1Model(config).to(device)
+    # fused: one pass over each tensor; for a 192^3 dense grid on 2 CPU cores 19 ms a step
+    # instead of 156 ms (foreach), the same update to within float rounding (as stage 2's).
     optimizer = torch.optim.Adam(
         model.parameter_groups(config.train),
         betas=config.train.adam_betas,
         eps=config.train.adam_eps,
+        fused=True,
     )
     generator = torch.Generator(device=device).manual_seed(config.train.seed)
     cache = None
