@@ -114,11 +114,15 @@ class Run:
         if budget.minutes <= 0 or self.capture is None:
             return None
         later = {"export", "eval"} & set(self.steps)
-        reserve = (
-            reserve_seconds(self.capture, config.export.resolution, config.export.texture_size)
-            if later
-            else 0.0
-        )
+        reserve = 0.0
+        if later:
+            from ironrender.evaluation.config import EvalConfig
+
+            export = config.export
+            max_size = EvalConfig().max_size
+            reserve = reserve_seconds(
+                self.capture, export.resolution, export.texture_size, max_size
+            )
         spent = sum(self.progress["done"].values())
         return stage_seconds(budget, stage, spent, reserve, self.steps)
 

@@ -77,7 +77,10 @@ def scale_to_capture(config: RunConfig, capture: CaptureSize) -> RunConfig:
             materials.grid, max_resolution=scaled_count(materials.grid.max_resolution, s)
         )
         materials = dataclasses.replace(materials, grid=grid)
-    stage2 = scale_stage2_schedule(dataclasses.replace(stage2, materials=materials), math.sqrt(s))
+    # A finer grid's features move the surface in smaller cells: at the preset's rate the
+    # photometric loss roughened a 192^3 surface (module docstring of ironrender.budget).
+    stage2 = dataclasses.replace(stage2, materials=materials, lr_sdf=stage2.lr_sdf / s**3)
+    stage2 = scale_stage2_schedule(stage2, math.sqrt(s))
     resolution = max(export.resolution, min(2 * rule.grid_resolution, MAX_EXPORT_RESOLUTION))
     export = dataclasses.replace(
         export,

@@ -80,6 +80,7 @@ def test_rule_scales_the_counts(footprint, grid, steps, iterations, texture):
     assert config.stage1.train.grid_ramp_steps == round(800 * s)
     assert config.stage1.train.proposal_cache_resolution == min(round(48 * s), 96)
     assert config.stage2.iterations == iterations
+    assert config.stage2.lr_sdf == pytest.approx(1e-4 / s**3)
     assert config.stage2.materials.grid.max_resolution == round(64 * s)
     assert config.export.resolution == max(192, min(2 * grid, 384))
     assert config.export.max_faces == round(20_000 * s * s)
@@ -120,7 +121,7 @@ def test_time_split_between_stages():
     assert stage_seconds(budget, "stage2", 230.0, 100.0, both) == pytest.approx(270.0)
     assert stage_seconds(budget, "stage1", 0.0, 0.0, ("stage1",)) == pytest.approx(600.0)
     assert stage_seconds(budget, "stage2", 700.0, 0.0, both) == 0.0  # over: the minimum steps
-    assert steps_for(0.0, 0.1, MIN_STAGE1_STEPS) == MIN_STAGE1_STEPS
+    assert steps_for(0.0, 0.1, MIN_STAGE1_STEPS) == MIN_STAGE1_STEPS  # a spent budget still plans
     assert steps_for(30.0, 0.1, 1) == 300
 
 
@@ -166,6 +167,10 @@ def test_timed_stage1_trains_as_its_plan_says(tmp_path, monkeypatch):
     assert plain.steps == timed.steps
     a, b = _weights(load_stage1(tmp_path / "timed")), _weights(load_stage1(tmp_path / "plain"))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+    # A budget already spent (0 s left) still plans: the minimum, not the preset's count.
+    spent = train_stage1(data, tmp_path / "spent", config, "cpu", seconds=0.0)
+    assert spent.steps == 20
 
     # Killed half-way and resumed with a different budget: the first plan is kept, and the
     # plan's actual time adds both calls' training loops.
@@ -216,3 +221,17 @@ def test_run_with_minutes_plans_both_stages(tmp_path, monkeypatch):
     a = _weights(load_stage2(run, "cpu")[1])
     b = _weights(load_stage2(other, "cpu")[1])
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_minutes_option_is_checked_and_explained(tmp_path):
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "ironrender", "run", str(tmp_path), str(tmp_path / "r")]
+    result = subprocess.run([*command, "--minutes", "0"], capture_output=True, text=True)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        line for line in result.stderr.strip().splitlines() if "--minutes must be" in line
+    ]
+    helped = subprocess.run([*command[:4], "--help"], capture_output=True, text=True)
+    assert "--minutes N" in helped.stdout and "capture rule" in helped.stdout

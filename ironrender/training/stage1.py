@@ -214,10 +214,10 @@ def train_stage1(
     )
     sampler = PixelSampler(targets, train.foreground_fraction, train.foreground_threshold)
     plan = None
-    if seconds and checkpoint is not None:  # the plan made when this run started
+    if seconds is not None and checkpoint is not None:  # the plan made when this run started
         config = _schedule_of(config, checkpoint["config"])
         plan = read_plan(stage_dir)
-    elif seconds:
+    elif seconds is not None:
         config, plan = _plan(config, seconds, state, split.cameras, sampler, targets)
         print(plan.line())
     if checkpoint is not None:
@@ -304,7 +304,13 @@ def _plan(
     targets: PixelTargets,
 ) -> tuple[Stage1Config, StagePlan]:
     """``config`` with as many steps as fit in ``seconds``, timed on a throw-away copy of
-    ``state`` (the run's own state, RNGs included, is left untouched)."""
+    ``state`` (the run's own state, RNGs included, is left untouched).
+
+    A step costs more once the coarse-to-fine ramp has unlocked every grid level (twice as
+    much with a 192^3 grid on 2 cores), so steps are timed at both ends of the ramp; the mean
+    cost over the run is ``t_all (1 - r/2) + t_first r/2`` with ``r`` the ramp's share of the
+    steps (the cost growing about linearly during the ramp), a share the planned schedule keeps.
+    """
     model, optimizer, cache = copy.deepcopy((state.model, state.optimizer, state.cache))
     generator = torch.Generator(device=state.generator.device)
     generator.set_state(state.generator.get_state())
@@ -315,8 +321,13 @@ def _plan(
         probe.step += 1
 
     rng = torch.get_rng_state()
-    step_seconds = median_step_seconds(step)
+    first = median_step_seconds(step)
+    train = config.train
+    ramp = min(train.grid_ramp_steps / max(train.steps, 1), 1.0) if config.sdf.use_grid else 0.0
+    probe.step = max(train.grid_ramp_steps, probe.step)  # every level active from here on
+    every = median_step_seconds(step) if ramp > 0 else first
     torch.set_rng_state(rng)
+    step_seconds = every * (1 - ramp / 2) + first * ramp / 2
     steps = steps_for(seconds, step_seconds, MIN_STAGE1_STEPS)
     planned = scale_stage1_schedule(config, steps / config.train.steps)
     return planned, StagePlan("stage 1", seconds, step_seconds, planned.train.steps)

@@ -340,11 +340,11 @@ def train_stage2(
             initial_light_intensity(sdf, materials, split, config, render)
         )
     plan = None
-    if seconds and resume:  # the plan made when this stage started
+    if seconds is not None and resume:  # the plan made when this stage started
         saved = load_checkpoint(checkpoint, "cpu")["config"]
         config = dataclasses.replace(config, iterations=int(saved["iterations"]))
         plan = read_plan(Path(run_dir) / STAGE_DIR)
-    elif seconds:
+    elif seconds is not None:
         step_seconds = _step_seconds(split, sdf, materials, config, render, background, masks)
         iterations = steps_for(seconds, step_seconds, MIN_STAGE2_ITERATIONS)
         config = scale_stage2_schedule(config, iterations / config.iterations)
