@@ -154,10 +154,11 @@ def scaled_count(count: int, factor: float) -> int:
 # ----------------------------------------------------------------------------- time budget
 #: Export and evaluation seconds on 2 CPU cores, from the fixed-budget runs in BENCHMARKS.md
 #: (default scene: export 9 s, evaluation 15 s for 0.26 MP of test views; 512x512: export
-#: 13 s, evaluation 134 s for 4.2 MP: 86 s rendering the views, 35 s Mitsuba's relit views).
+#: 13 s at 192^3 and 90 s at 384^3, evaluation 134 s for 4.2 MP: 86 s rendering the views, 35 s
+#: Mitsuba's relit views).
 #: On a faster machine the estimate is merely generous.
 EXPORT_FIXED_SECONDS = 5.0
-EXPORT_SECONDS_AT_192 = 4.0  # marching cubes + decimation at 192^3, growing as R^3
+EXPORT_SECONDS_AT_192 = 9.0  # marching cubes, decimation, unwrapping at 192^3, growing as R^3
 BAKE_SECONDS_AT_1K = 2.0  # texture baking at 1024^2, growing with the texel count
 EVAL_FIXED_SECONDS = 10.0
 EVAL_SECONDS_PER_PIXEL = 30e-6  # test views rendered, relit by Mitsuba and scored

@@ -124,6 +124,12 @@ class Run:
                 self.capture, export.resolution, export.texture_size, max_size
             )
         spent = sum(self.progress["done"].values())
+        if stage == "stage1" and reserve > 0.5 * budget.minutes * 60:
+            print(
+                f"[budget] note: export and evaluation alone take about {reserve:.0f} s here,"
+                f" more than half of the {budget.minutes:g} minutes; training gets what is left"
+                " (at least a few hundred steps), so the run will take longer than asked"
+            )
         return stage_seconds(budget, stage, spent, reserve, self.steps)
 
 
