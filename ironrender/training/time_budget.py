@@ -2,7 +2,8 @@
 
 Before a stage starts training it times ``PROBE_STEPS`` steps on a throw-away copy of its fresh
 state (the copy's changes are dropped, so the run trains exactly as it would have without the
-probe), takes the median step time ``t``, and sets its step count to ``seconds / t``, with the
+probe), takes the median step time ``t`` (stage 1: the mean over its coarse-to-fine ramp of
+the times at both ends), and sets its step count to ``seconds / t``, with the
 schedule's ramps (warm-up, annealing, coarse-to-fine) scaled in proportion
 (:func:`scale_stage1_schedule`, :func:`scale_stage2_schedule`). The plan is saved in the
 stage's checkpoint, so a resumed stage keeps it instead of planning again with another
