@@ -2,8 +2,10 @@
 
 ==================  ===========================================================================
 ``stage1_config``   stage 1's settings and presets
-``pixel_batches``   stage 1's ray batches: foreground-weighted pixel sampling, pixel rays
-``stage1``          stage 1: NeuS SDF + radiance by volume rendering; its mesh and previews
+``pixel_batches``   stage 1's targets (8-bit photographs decoded per batch) and ray batches
+``stage1``          stage 1: NeuS SDF + radiance by volume rendering, its loop and checkpoints
+``stage1_outputs``  stage 1's previews and marching-cubes mesh
+``time_budget``     ``--minutes``: timing probes, schedules scaled to a step count, plan.json
 ``stage2_config``   stage 2's settings and presets
 ``stage2_step``     one stage-2 iteration: state, optimisers, patch sampling, the step
 ``stage2_views``    whole-view renders, object masks, the flash's starting intensity
