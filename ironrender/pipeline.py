@@ -6,7 +6,10 @@ is already there, and ``run(run, config)`` producing it. The dataset steps make 
 run steps (:data:`STEPS`: stage 1, stage 2, export, evaluation) fill ``RUN``, and record what
 finished in ``RUN/progress.json``. Running the same command again skips what is done and resumes
 a step that was killed half-way from its last checkpoint (written atomically). The resolved
-configuration is ``RUN/config.json``. The pipeline calls training, export and evaluation; none of
+configuration is ``RUN/config.json``: what the command line asked for
+(:class:`~ironrender.run_config.ConfigRequest`) resolved once the dataset exists, with the
+counts the capture calls for (:mod:`ironrender.budget`); with ``budget.minutes`` each training
+stage gets its share of the time (:meth:`Run.seconds_for`). The pipeline calls training, export and evaluation; none of
 them imports it.
 """
 
