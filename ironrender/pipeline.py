@@ -9,8 +9,8 @@ a step that was killed half-way from its last checkpoint (written atomically). T
 configuration is ``RUN/config.json``: what the command line asked for
 (:class:`~ironrender.run_config.ConfigRequest`) resolved once the dataset exists, with the
 counts the capture calls for (:mod:`ironrender.budget`); with ``budget.minutes`` each training
-stage gets its share of the time (:meth:`Run.seconds_for`). The pipeline calls training, export and evaluation; none of
-them imports it.
+stage gets its share of the time (:meth:`Run.seconds_for`). The pipeline calls training, export
+and evaluation; none of them imports it.
 """
 
 from __future__ import annotations
