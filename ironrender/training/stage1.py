@@ -64,7 +64,7 @@ from ironrender.training.stage1_outputs import write_mesh, write_previews
 from ironrender.training.time_budget import (
     MIN_STAGE1_STEPS,
     StagePlan,
-    median_step_seconds,
+    mean_step_seconds,
     read_plan,
     scale_stage1_schedule,
     steps_for,
@@ -321,11 +321,11 @@ def _plan(
         probe.step += 1
 
     rng = torch.get_rng_state()
-    first = median_step_seconds(step)
+    first = mean_step_seconds(step)
     train = config.train
     ramp = min(train.grid_ramp_steps / max(train.steps, 1), 1.0) if config.sdf.use_grid else 0.0
     probe.step = max(train.grid_ramp_steps, probe.step)  # every level active from here on
-    every = median_step_seconds(step) if ramp > 0 else first
+    every = mean_step_seconds(step) if ramp > 0 else first
     torch.set_rng_state(rng)
     step_seconds = every * (1 - ramp / 2) + first * ramp / 2
     steps = steps_for(seconds, step_seconds, MIN_STAGE1_STEPS)

@@ -78,8 +78,9 @@ from ironrender.training.stage2_views import (
 )
 from ironrender.training.time_budget import (
     MIN_STAGE2_ITERATIONS,
+    STAGE2_PROBE_STEPS,
     StagePlan,
-    median_step_seconds,
+    mean_step_seconds,
     read_plan,
     scale_stage2_schedule,
     steps_for,
@@ -372,8 +373,8 @@ def _step_seconds(
     generator = torch.Generator(device="cpu").manual_seed(config.seed)
     probe = Stage2State(sdf, materials, make_optimizers(sdf, materials, config), generator)
     rng = torch.get_rng_state()
-    seconds = median_step_seconds(
-        lambda: training_step(probe, split, config, render, background, masks)
+    seconds = mean_step_seconds(
+        lambda: training_step(probe, split, config, render, background, masks), STAGE2_PROBE_STEPS
     )
     torch.set_rng_state(rng)
     return seconds
