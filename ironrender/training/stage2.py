@@ -367,7 +367,7 @@ def _step_seconds(
     background: BackgroundFn | None,
     masks: Tensor | None,
 ) -> float:
-    """Median time of a stage-2 step, measured on throw-away copies of the fields, optimisers
+    """Mean time of a stage-2 step, measured on throw-away copies of the fields, optimisers
     and random generators (the run itself starts exactly as without the measurement)."""
     sdf, materials = copy.deepcopy((sdf, materials))
     generator = torch.Generator(device="cpu").manual_seed(config.seed)

@@ -77,7 +77,7 @@ class StagePlan:
 
     stage: str
     seconds: float  # the stage's share of the budget
-    step_seconds: float  # measured median step time
+    step_seconds: float  # measured mean step time
     steps: int  # planned steps
     actual_seconds: float = 0.0  # training loop's wall time, filled at the end
 
