@@ -14,6 +14,10 @@ Real captures are not that clean; two options add their nuisances, the ground tr
 object's (gt/ mesh, maps and masks describe the object only; relit views show it alone):
 --room dim puts the scene in a box room of textured walls lit only by the flash (dim, not
 black), --support-plane stands the object on a textured table top (cameras then stay above it).
+Others break IRON's assumptions about the light and the camera, each by a known amount:
+--flash-angle/--flash-offset move the light out of the lens, --ambient adds a uniform room
+light, --exposure-jitter/--white-balance-jitter/--noise/--jpeg-quality develop the training
+photographs as an automatic camera would, --tone-curve srgb encodes both splits with sRGB.
 
 Writes OUT/train and OUT/test (gamma-2.2 PNG + linear EXR twin, cam_dict_norm.json) and OUT/gt:
 mesh.obj (normalized into the unit sphere, with UVs), diffuse_albedo.exr/.png,
@@ -28,11 +32,14 @@ examples:
   iron synth data/bunny --mesh bunny.obj --texture bunny.png --views 100 --resolution 256
   iron synth data/spot_room --room dim --support-plane            # realistic nuisances
   iron synth data/spot_cloth --support-plane --support-albedo 0.04  # on a black cloth
+  iron synth data/spot_phone --flash-angle 5 --ambient 0.05 --exposure-jitter 0.15 \
+      --tone-curve srgb --jpeg-quality 90 --noise 0.02           # a phone in a lit room
 """
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     from ironrender.data.synth import BSDFS, ROOMS, SUPPORT_HALF_SIZE, SynthConfig
+    from ironrender.data.tone_curve import TONE_CURVES
 
     defaults = SynthConfig()
     parser = sub.add_parser(
@@ -128,6 +135,61 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="with --support-plane, the lowest camera elevation in degrees above the horizontal"
         " through the object's centre (default %(default)s)",
     )
+    flash = parser.add_mutually_exclusive_group()
+    flash.add_argument(
+        "--flash-offset",
+        type=float,
+        nargs=3,
+        metavar=("X", "Y", "Z"),
+        help="the light's position in every view's camera coordinates (OpenCV axes: x right,"
+        " y down, z forward; scene units, the camera is 3 from the object); written to"
+        ' cam_dict_norm.json as "flash". Default: in the lens (IRON)',
+    )
+    flash.add_argument(
+        "--flash-angle",
+        type=float,
+        metavar="DEGREES",
+        help="put the light straight above the lens, this many degrees off the optical axis"
+        " seen from the object (a phone's LED: 2-3, a hot-shoe flash: 5-10)",
+    )
+    parser.add_argument(
+        "--ambient",
+        type=float,
+        default=defaults.ambient,
+        help="uniform room light whose irradiance is this fraction of the flash's at the object"
+        " (default %(default)s: a dark room; 0.05: a dim room)",
+    )
+    parser.add_argument(
+        "--exposure-jitter",
+        type=float,
+        default=defaults.exposure_jitter,
+        help="each training photo's exposure varies by up to this fraction (0.15: +-15%%)",
+    )
+    parser.add_argument(
+        "--white-balance-jitter",
+        type=float,
+        default=defaults.white_balance_jitter,
+        help="each training photo's colour channels vary by up to this fraction",
+    )
+    parser.add_argument(
+        "--noise",
+        type=float,
+        default=defaults.noise,
+        help="shot noise of the training photos: standard deviation at full scale (0.02)",
+    )
+    parser.add_argument(
+        "--tone-curve",
+        choices=TONE_CURVES,
+        default=defaults.tone_curve,
+        help="how the 8-bit files encode radiance (default %(default)s, IRON's; srgb: cameras'"
+        " and phones'); train with the same --set stage2.tone_curve=...",
+    )
+    parser.add_argument(
+        "--jpeg-quality",
+        type=int,
+        default=defaults.jpeg_quality,
+        help="store the training photos as JPEG of this quality (1-100; default 0: PNG)",
+    )
     parser.add_argument(
         "--force", action="store_true", help="replace OUT/train, OUT/test and OUT/gt if present"
     )
@@ -139,8 +201,14 @@ def run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from ironrender.data.synth import SynthConfig, synthesize
+    from ironrender.data.synth import SynthConfig, flash_offset_for_angle, synthesize
 
+    defaults = SynthConfig()
+    offset = defaults.flash_offset
+    if args.flash_offset is not None:
+        offset = tuple(args.flash_offset)
+    elif args.flash_angle is not None:
+        offset = flash_offset_for_angle(args.flash_angle, defaults.camera_distance)
     config = SynthConfig(
         mesh=args.mesh,
         texture=args.texture,
@@ -159,6 +227,13 @@ def run(args: argparse.Namespace) -> int:
         support_plane=args.support_plane,
         support_albedo=args.support_albedo,
         min_elevation=args.min_elevation,
+        flash_offset=offset,
+        ambient=args.ambient,
+        exposure_jitter=args.exposure_jitter,
+        white_balance_jitter=args.white_balance_jitter,
+        noise=args.noise,
+        tone_curve=args.tone_curve,
+        jpeg_quality=args.jpeg_quality,
     )
     out = synthesize(config, args.out, progress=not args.quiet, overwrite=args.force)
     light = json.loads((Path(out) / "gt" / "light.json").read_text())

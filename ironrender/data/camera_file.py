@@ -2,7 +2,9 @@
 cameras say about the capture (distance, up direction) without reading any image.
 
 ``cam_dict_norm.json`` maps each image file name to ``{"K": 16 floats, "W2C": 16 floats,
-"img_size": [W, H]}`` (row-major 4x4 matrices, OpenCV camera axes). This module sits below both
+"img_size": [W, H]}`` (row-major 4x4 matrices, OpenCV camera axes), and optionally
+``"flash": [x, y, z]``: where that view's light was, in its camera coordinates (scene units;
+absent means [0, 0, 0], the light in the lens as IRON assumes). This module sits below both
 the loader (:mod:`ironrender.data.dataset`) and the checks (:mod:`ironrender.data.check`).
 """
 
@@ -19,6 +21,7 @@ from ironrender.errors import DatasetError
 
 CAMERA_FILE = "cam_dict_norm.json"
 IMAGE_DIR = "image"
+FLASH_KEY = "flash"
 SPLITS = ("train", "test")
 _JSON_TYPES = {
     list: "an array",
@@ -83,14 +86,15 @@ def cameras_from_dict(entries: dict, names: list[str]) -> Cameras:
     K = torch.tensor([entries[n]["K"] for n in names], dtype=torch.float64).reshape(-1, 4, 4)
     W2C = torch.tensor([entries[n]["W2C"] for n in names], dtype=torch.float64).reshape(-1, 4, 4)
     sizes = torch.tensor([entries[n]["img_size"] for n in names], dtype=torch.long)
-    return Cameras.from_iron(K.float(), W2C.float(), sizes)
+    flash = torch.tensor([entries[n].get(FLASH_KEY, [0.0, 0.0, 0.0]) for n in names])
+    return Cameras(K[:, :3, :3].float(), W2C.float(), sizes, flash.reshape(-1, 3).float())
 
 
 def cameras_to_dict(names: list[str], cameras: Cameras) -> dict:
     K = cameras.to_iron_K().detach().cpu().double()
     W2C = cameras.w2c.detach().cpu().double()
     sizes = cameras.sizes.cpu()
-    return {
+    entries = {
         name: {
             "K": K[i].reshape(-1).tolist(),
             "W2C": W2C[i].reshape(-1).tolist(),
@@ -98,6 +102,10 @@ def cameras_to_dict(names: list[str], cameras: Cameras) -> dict:
         }
         for i, name in enumerate(names)
     }
+    if cameras.flash is not None:  # written only where it says something
+        for name, flash in zip(names, cameras.flash.detach().cpu().double().tolist(), strict=True):
+            entries[name][FLASH_KEY] = flash
+    return entries
 
 
 def split_cameras(data_dir: Path | None, split: str) -> Cameras | None:

@@ -48,18 +48,29 @@ class RayBundle:
 
 @dataclass
 class Cameras:
-    """N pinhole cameras. ``intrinsics`` (N, 3, 3), ``w2c`` (N, 4, 4), ``sizes`` (N, 2) = (W, H)."""
+    """N pinhole cameras. ``intrinsics`` (N, 3, 3), ``w2c`` (N, 4, 4), ``sizes`` (N, 2) = (W, H).
+
+    ``flash`` (N, 3) is where each view's light was, in that view's camera coordinates (OpenCV
+    axes, scene units); None means at the centre of projection, IRON's co-located flash.
+    """
 
     intrinsics: Tensor
     w2c: Tensor
     sizes: Tensor
+    flash: Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.intrinsics.ndim == 2:  # a single camera
             self.intrinsics = self.intrinsics[None]
             self.w2c = self.w2c[None]
             self.sizes = self.sizes.reshape(1, 2)
+            if self.flash is not None:
+                self.flash = self.flash.reshape(1, 3)
         self.sizes = self.sizes.to(device=self.intrinsics.device, dtype=torch.long)
+        if self.flash is not None:
+            self.flash = self.flash.to(device=self.intrinsics.device, dtype=self.w2c.dtype)
+            if not bool(self.flash.any()):
+                self.flash = None  # every light in its lens: the co-located case, exactly
 
     # ----------------------------------------------------------------------------- basics
     @classmethod
@@ -83,10 +94,14 @@ class Cameras:
     def __getitem__(self, index) -> Cameras:
         if isinstance(index, int):
             index = slice(index, index + 1)
-        return Cameras(self.intrinsics[index], self.w2c[index], self.sizes[index])
+        flash = None if self.flash is None else self.flash[index]
+        return Cameras(self.intrinsics[index], self.w2c[index], self.sizes[index], flash)
 
     def to(self, device: torch.device | str) -> Cameras:
-        return Cameras(self.intrinsics.to(device), self.w2c.to(device), self.sizes.to(device))
+        flash = None if self.flash is None else self.flash.to(device)
+        return Cameras(
+            self.intrinsics.to(device), self.w2c.to(device), self.sizes.to(device), flash
+        )
 
     @property
     def c2w(self) -> Tensor:
@@ -100,8 +115,22 @@ class Cameras:
 
     @property
     def centers(self) -> Tensor:
-        """Camera centres in world coordinates (N, 3); also the flash position."""
+        """Camera centres in world coordinates (N, 3)."""
         return self.c2w[:, :3, 3]
+
+    @property
+    def colocated(self) -> bool:
+        """Is every view's light at its centre of projection (IRON's assumption)?"""
+        return self.flash is None
+
+    @property
+    def flash_positions(self) -> Tensor:
+        """Each view's light in world coordinates (N, 3): ``C2W (flash, 1)``; the centres when
+        the flash is co-located."""
+        if self.flash is None:
+            return self.centers
+        c2w = self.c2w
+        return (c2w[:, :3, :3] @ self.flash.unsqueeze(-1)).squeeze(-1) + c2w[:, :3, 3]
 
     @property
     def forward(self) -> Tensor:
@@ -176,14 +205,15 @@ class Cameras:
         K[:, 0, 2] -= x0
         K[:, 1, 2] -= y0
         sizes = torch.tensor([[width, height]], device=self.device)
-        return Cameras(K, self.w2c[i : i + 1].clone(), sizes)
+        flash = None if self.flash is None else self.flash[i : i + 1]
+        return Cameras(K, self.w2c[i : i + 1].clone(), sizes, flash)
 
     def scaled(self, factor: float) -> Cameras:
         """Cameras for images resized by ``factor`` (continuous coordinates scale exactly)."""
         K = self.intrinsics.clone()
         K[:, :2, :] *= factor
         sizes = torch.round(self.sizes.to(torch.float64) * factor).to(torch.long)
-        return Cameras(K, self.w2c.clone(), sizes)
+        return Cameras(K, self.w2c.clone(), sizes, self.flash)
 
 
 def look_at(eye: Tensor, target: Tensor, up: Tensor) -> Tensor:

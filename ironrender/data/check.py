@@ -21,7 +21,7 @@ from pathlib import Path, PureWindowsPath
 
 import numpy as np
 
-from ironrender.data.camera_file import CAMERA_FILE, IMAGE_DIR, SPLITS, parse_camera_dict
+from ironrender.data.camera_file import CAMERA_FILE, FLASH_KEY, IMAGE_DIR, SPLITS, parse_camera_dict
 from ironrender.data.images import (
     IMAGE_SUFFIXES,
     MAX_PIXELS,
@@ -299,7 +299,35 @@ def _check_entry(where: str, entry) -> list[Problem]:
     if K is not None and W2C is not None and size is not None:
         with np.errstate(all="ignore"):
             problems += _check_looks_at_sphere(where, K[:3, :3], W2C, *size)
+    if FLASH_KEY in entry:
+        problems += _check_flash(where, entry[FLASH_KEY], W2C)
     return problems
+
+
+def _check_flash(where: str, flash, W2C: np.ndarray | None) -> list[Problem]:
+    """``flash``: three finite numbers, the light's position in the camera's coordinates; the
+    light must lie outside the unit sphere (it lights the object from outside)."""
+    if not isinstance(flash, list) or len(flash) != 3 or not all(map(_is_number, flash)):
+        shown = _describe(flash)
+        return [Problem(where, "bad-flash", f"flash must be [x, y, z], three numbers, not {shown}")]
+    with np.errstate(over="ignore"):
+        position = np.array(flash, dtype=np.float64)
+        if not np.isfinite(position.astype(np.float32)).all():
+            return [Problem(where, "non-finite", "flash contains NaN, inf or huge numbers")]
+    if W2C is None:
+        return []
+    R, t = W2C[:3, :3], W2C[:3, 3]
+    world = R.T @ (position - t)
+    if not np.linalg.norm(world) > 1.0:
+        return [
+            Problem(
+                where,
+                "bad-flash",
+                f"the flash lies inside the unit sphere (|p| = {np.linalg.norm(world):.3f}): its"
+                " position is in camera coordinates, scene units (the lens is [0, 0, 0])",
+            )
+        ]
+    return []
 
 
 def _check_pose(where: str, W2C: np.ndarray) -> list[Problem]:

@@ -38,14 +38,15 @@ from ironrender.data.camera_file import (
 from ironrender.data.cameras import Cameras
 from ironrender.data.check import check_split, raise_on_errors, resolve_inside, unsafe_name
 from ironrender.data.images import (
-    LINEAR_OF_8BIT,
     decode_8bit,
     is_hdr,
     one_line,
     read_image,
     read_stored,
+    table_8bit,
     write_image,
 )
+from ironrender.data.tone_curve import DEFAULT_TONE_CURVE
 from ironrender.errors import DatasetError
 
 
@@ -64,21 +65,28 @@ class Split:
     images: Tensor
     cameras: Cameras
     hdr: bool
+    tone_curve: str = DEFAULT_TONE_CURVE  # how the 8-bit files encode radiance
 
     def __len__(self) -> int:
         return len(self.names)
 
     def to(self, device: torch.device | str) -> Split:
-        return Split(self.names, self.images.to(device), self.cameras.to(device), self.hdr)
+        return Split(
+            self.names, self.images.to(device), self.cameras.to(device), self.hdr, self.tone_curve
+        )
+
+    def linear(self, images: Tensor) -> Tensor:
+        """:func:`linear_images` of some of this split's stored images, with its tone curve."""
+        return linear_images(images, self.tone_curve)
 
 
-def linear_images(images: Tensor) -> Tensor:
+def linear_images(images: Tensor, curve: str = DEFAULT_TONE_CURVE) -> Tensor:
     """Linear float32 radiance of stored images (any leading shape, last axis RGB): uint8
-    gamma-encoded values through :data:`~ironrender.data.images.LINEAR_OF_8BIT`, float32 as
-    they are. Meant for a batch, a patch or a view, not the whole capture."""
+    encoded values through the ``curve``'s table (:func:`~ironrender.data.images.table_8bit`),
+    float32 as they are. Meant for a batch, a patch or a view, not the whole capture."""
     if images.dtype != torch.uint8:
         return images
-    return decode_table(LINEAR_OF_8BIT, images)
+    return decode_table(table_8bit(curve), images)
 
 
 def decode_table(table: np.ndarray | Tensor, values: Tensor) -> Tensor:
@@ -102,12 +110,14 @@ def load_split(
     device: torch.device | str = "cpu",
     linear: bool = False,
     keep_8bit: bool = False,
+    curve: str = DEFAULT_TONE_CURVE,
 ) -> Split:
     """Load and validate one split of an IRON dataset.
 
     ``linear=True`` reads the ``.exr`` twin of each LDR key where one exists. ``keep_8bit``
     keeps the photographs of a split of 8-bit files as their uint8 values (:class:`Split`); a
-    split mixing them with 16-bit or EXR files is linear float32 throughout.
+    split mixing them with 16-bit or EXR files is linear float32 throughout. ``curve`` is the
+    tone curve of the PNG/JPEG files (:mod:`ironrender.data.tone_curve`).
     """
     root = Path(root)
     split_dir = root / split
@@ -118,7 +128,7 @@ def load_split(
     stacked: np.ndarray | None = None  # filled image by image: one copy of the split, not two
     read = read_stored if keep_8bit else read_image
     for i, (path, name) in enumerate(zip(paths, names, strict=True)):
-        image = read(path, tuple(entries[name]["img_size"]))
+        image = read(path, tuple(entries[name]["img_size"]), curve)
         if stacked is None:
             stacked = np.empty((len(names), *image.shape), dtype=image.dtype)
         elif image.shape != stacked.shape[1:]:
@@ -128,14 +138,14 @@ def load_split(
                 " resize them to one size"
             )
         if image.dtype != stacked.dtype:  # 8-bit files mixed with others: all linear float
-            stacked = decode_8bit(stacked) if stacked.dtype == np.uint8 else stacked
-            image = decode_8bit(image) if image.dtype == np.uint8 else image
+            stacked = decode_8bit(stacked, curve) if stacked.dtype == np.uint8 else stacked
+            image = decode_8bit(image, curve) if image.dtype == np.uint8 else image
         stacked[i] = image
     if stacked is None:
         raise DatasetError(f"{split_dir / CAMERA_FILE}: no cameras in the file")
     cameras = cameras_from_dict(entries, names)
     hdr = all(is_hdr(p) for p in paths)
-    return Split(names, torch.from_numpy(stacked), cameras, hdr).to(device)
+    return Split(names, torch.from_numpy(stacked), cameras, hdr, curve).to(device)
 
 
 def _image_path(root: Path, split_dir: Path, name: str, linear: bool) -> Path:
@@ -159,18 +169,21 @@ def save_split(
     images: np.ndarray | Tensor,
     cameras: Cameras,
     linear_twins: bool = False,
+    curve: str = DEFAULT_TONE_CURVE,
+    quality: int = 75,
 ) -> Path:
     """Write one split: images under ``image/`` (format from each name's suffix) and the JSON.
 
-    ``images`` are linear RGB (N, H, W, 3). With ``linear_twins`` an ``.exr`` twin of every
-    LDR image is written too, keeping the exact linear radiance.
+    ``images`` are linear RGB (N, H, W, 3), encoded with the tone ``curve`` (JPEG files at
+    ``quality``). With ``linear_twins`` an ``.exr`` twin of every LDR image is written too,
+    keeping the exact linear radiance.
     """
     split_dir = Path(root) / split
     (split_dir / IMAGE_DIR).mkdir(parents=True, exist_ok=True)
     if isinstance(images, Tensor):
         images = images.detach().cpu().numpy()
     for name, image in zip(names, images, strict=True):
-        write_image(split_dir / IMAGE_DIR / name, image)
+        write_image(split_dir / IMAGE_DIR / name, image, curve, quality)
         if linear_twins and not is_hdr(name):
             write_image((split_dir / IMAGE_DIR / name).with_suffix(".exr"), image)
     (split_dir / CAMERA_FILE).write_text(json.dumps(cameras_to_dict(names, cameras), indent=1))

@@ -24,9 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ironrender.data.tone_curve import DEFAULT_TONE_CURVE, GAMMA, decode, encode, linear_of_8bit
 from ironrender.errors import DatasetError
 
-GAMMA = 2.2
+__all__ = ["GAMMA"]  # re-exported: the project's default curve, used across the code
+
 LDR_SUFFIXES = (".png", ".jpg", ".jpeg")
 HDR_SUFFIXES = (".exr",)
 IMAGE_SUFFIXES = LDR_SUFFIXES + HDR_SUFFIXES
@@ -78,21 +80,27 @@ def one_line(text: object) -> str:
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
 
 
-def read_image(path: str | Path, size: tuple[int, int] | None = None) -> np.ndarray:
+def read_image(
+    path: str | Path, size: tuple[int, int] | None = None, curve: str = DEFAULT_TONE_CURVE
+) -> np.ndarray:
     """Read an image file as linear RGB float32 of shape (H, W, 3).
 
     With ``size`` (width, height), a file of another size raises :class:`ImageSizeError`, from
     its header where possible (nothing decoded). Raises :class:`DatasetError` with a one-line
-    message if the file is missing, empty, too large or unreadable.
+    message if the file is missing, empty, too large or unreadable. PNG/JPEG values are decoded
+    with the tone ``curve`` (:mod:`ironrender.data.tone_curve`).
     """
-    data = read_stored(path, size)
-    return decode_8bit(data) if data.dtype == np.uint8 else data
+    data = read_stored(path, size, curve)
+    return decode_8bit(data, curve) if data.dtype == np.uint8 else data
 
 
-def read_stored(path: str | Path, size: tuple[int, int] | None = None) -> np.ndarray:
-    """An image file as it is best kept in memory, shape (H, W, 3): the gamma-encoded 8-bit
-    values themselves (uint8) for 8-bit PNG/JPEG files, linear float32 for 16-bit PNGs and
-    EXRs. :func:`decode_8bit` turns the former into exactly what :func:`read_image` returns."""
+def read_stored(
+    path: str | Path, size: tuple[int, int] | None = None, curve: str = DEFAULT_TONE_CURVE
+) -> np.ndarray:
+    """An image file as it is best kept in memory, shape (H, W, 3): the encoded 8-bit values
+    themselves (uint8) for 8-bit PNG/JPEG files, linear float32 for 16-bit PNGs (decoded with
+    ``curve``) and EXRs. :func:`decode_8bit` turns the former into exactly what
+    :func:`read_image` returns."""
     path = Path(path)
     if not path.is_file():
         found = "is not a regular file" if path.exists() else "image file not found"
@@ -103,7 +111,7 @@ def read_stored(path: str | Path, size: tuple[int, int] | None = None) -> np.nda
     try:
         if path.stat().st_size == 0:
             raise DatasetError(f"{path}: image file is empty")
-        data = _read_exr(path, size) if suffix in HDR_SUFFIXES else _read_ldr(path, size)
+        data = _read_exr(path, size) if suffix in HDR_SUFFIXES else _read_ldr(path, size, curve)
     except DatasetError:
         raise
     except Exception as exc:  # any decoder failure is a bad file, not a bug
@@ -133,7 +141,7 @@ def _check_size(path: Path, width: int, height: int, size, rotated: bool = False
     )
 
 
-def _read_ldr(path: Path, size) -> np.ndarray:
+def _read_ldr(path: Path, size, curve: str) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     with warnings.catch_warnings():
@@ -159,14 +167,13 @@ def _read_ldr(path: Path, size) -> np.ndarray:
         data = _ORIENTATIONS[orientation](data)
     if data.dtype == np.uint8:
         return np.ascontiguousarray(data)
-    return np.ascontiguousarray(gamma_to_linear(data), dtype=np.float32)
+    return np.ascontiguousarray(decode(data, curve), dtype=np.float32)
 
 
 #: ``(v / 255) ** 2.2`` for every 8-bit value ``v``, float32: the linear radiance of an 8-bit
 #: gamma-encoded sample, computed once by the same operations a decoded image went through.
-LINEAR_OF_8BIT = np.ascontiguousarray(
-    gamma_to_linear(np.arange(256, dtype=np.float32) / 255.0), dtype=np.float32
-)
+LINEAR_OF_8BIT = linear_of_8bit("gamma2.2")
+_TABLES = {DEFAULT_TONE_CURVE: LINEAR_OF_8BIT}
 
 
 def stored_bytes_per_pixel(path: str | Path) -> int:
@@ -185,9 +192,16 @@ def stored_bytes_per_pixel(path: str | Path) -> int:
     return 3 if eight_bit else 12
 
 
-def decode_8bit(values: np.ndarray) -> np.ndarray:
-    """Linear float32 radiance of gamma-encoded 8-bit samples (a table lookup)."""
-    return LINEAR_OF_8BIT[values]
+def decode_8bit(values: np.ndarray, curve: str = DEFAULT_TONE_CURVE) -> np.ndarray:
+    """Linear float32 radiance of encoded 8-bit samples (a lookup in :func:`table_8bit`)."""
+    return table_8bit(curve)[values]
+
+
+def table_8bit(curve: str = DEFAULT_TONE_CURVE) -> np.ndarray:
+    """The linear radiance of each 8-bit value under ``curve`` (computed once per curve)."""
+    if curve not in _TABLES:
+        _TABLES[curve] = linear_of_8bit(curve)
+    return _TABLES[curve]
 
 
 def _png16_rawmode(img) -> str | None:
@@ -226,8 +240,11 @@ def _decode_png_as(path: Path, tile, rawmode: str) -> np.ndarray:
         return np.asarray(again)
 
 
-def write_image(path: str | Path, linear: np.ndarray) -> None:
-    """Write linear RGB (H, W, 3): gamma-encoded 8-bit for PNG/JPG, float32 for EXR."""
+def write_image(
+    path: str | Path, linear: np.ndarray, curve: str = DEFAULT_TONE_CURVE, quality: int = 75
+) -> None:
+    """Write linear RGB (H, W, 3): 8-bit encoded with ``curve`` for PNG/JPG (JPEG at
+    ``quality``), float32 for EXR."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     linear = np.asarray(linear, dtype=np.float32)
@@ -239,8 +256,9 @@ def write_image(path: str | Path, linear: np.ndarray) -> None:
     elif suffix in LDR_SUFFIXES:
         from PIL import Image
 
-        encoded = np.round(linear_to_srgb_gamma(linear) * 255.0).astype(np.uint8)
-        Image.fromarray(encoded).save(path)
+        encoded = np.round(encode(linear, curve) * 255.0).astype(np.uint8)
+        options = {"quality": quality} if suffix != ".png" else {}
+        Image.fromarray(encoded).save(path, **options)
     else:
         raise ValueError(f"unsupported image type {suffix!r}")
 

@@ -149,7 +149,7 @@ def downscale_dataset(source: str | Path, target: str | Path, factor: int) -> Pa
         K = cameras.intrinsics.clone().double()
         K[:, 0, :] *= sizes[:, 0].double()[:, None] / cameras.sizes[:, 0].double()[:, None]
         K[:, 1, :] *= sizes[:, 1].double()[:, None] / cameras.sizes[:, 1].double()[:, None]
-        small = Cameras(K.to(cameras.intrinsics.dtype), cameras.w2c, sizes)
+        small = Cameras(K.to(cameras.intrinsics.dtype), cameras.w2c, sizes, cameras.flash)
         for i, name in enumerate(names):
             image = read_image(source / split / IMAGE_DIR / name)
             size = (int(sizes[i, 0]), int(sizes[i, 1]))

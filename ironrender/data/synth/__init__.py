@@ -17,6 +17,8 @@ module         what lives there
 ``poses``      camera poses around the object, the field of view that frames it, the cameras
 ``nuisances``  the dim room and the support table: procedural textures, Mitsuba rectangles, the
                check that neither can come between a camera and the object
+``photometric`` what a real camera and room do to the light: an off-axis flash, ambient room
+               light, exposure and white-balance gains, shot noise (tone curve and JPEG: config)
 ``render``     Mitsuba: the BSDF, the scene, rendering views, automatic exposure, relit views;
                the image formation and the co-located ground-truth formulas
 ``synthesis``  :func:`synthesize`: validation, the output folders, the capture from its config to
@@ -56,6 +58,7 @@ from ironrender.data.synth.nuisances import (
     support_to_world,
     wall_texture,
 )
+from ironrender.data.synth.photometric import flash_offset_for_angle
 from ironrender.data.synth.poses import cameras_from_poses, fit_field_of_view, sample_poses
 from ironrender.data.synth.render import (
     auto_exposure,
@@ -82,6 +85,7 @@ __all__ = [
     "cameras_from_poses",
     "check_nuisances_cannot_occlude",
     "fit_field_of_view",
+    "flash_offset_for_angle",
     "load_roughness_map",
     "load_texture",
     "load_textured_mesh",

@@ -57,3 +57,11 @@ class SynthConfig:
     # With a support plane, cameras lie at least this high (degrees above the horizontal plane
     # through the origin, so higher still over the plane itself, which lies below the origin).
     min_elevation: float = 10.0
+    # What a real camera and room add (:mod:`.photometric`); all off by default.
+    flash_offset: tuple[float, float, float] = (0.0, 0.0, 0.0)  # light in camera coordinates
+    ambient: float = 0.0  # uniform room light's irradiance / the flash's at the object
+    exposure_jitter: float = 0.0  # per training photo, gain in [1 - j, 1 + j]
+    white_balance_jitter: float = 0.0  # per training photo and channel, in [1 - w, 1 + w]
+    noise: float = 0.0  # shot noise std at full scale (s sqrt(x) at linear x)
+    tone_curve: str = "gamma2.2"  # how the 8-bit files encode radiance: gamma2.2 or srgb
+    jpeg_quality: int = 0  # training photos as JPEG of this quality (1-100); 0 = PNG

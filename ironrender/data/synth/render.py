@@ -131,19 +131,22 @@ def build_scene(
 
 
 def render_views(mi, scene, cameras: Cameras, seeds: list[int], move_light: bool, bar=None):
-    """Render every camera by moving the scene's sensor (and the point light onto it)."""
+    """Render every camera by moving the scene's sensor (and the point light to the view's
+    flash: its centre, or where ``cameras.flash`` puts it)."""
     from ironrender.data.mitsuba_backend import horizontal_fov_degrees, mitsuba_to_world
 
     params = mi.traverse(scene)
     c2w = cameras.c2w.detach().cpu().double().numpy()
     K = cameras.intrinsics.detach().cpu().double().numpy()
+    flash = np.zeros(3) if cameras.flash is None else cameras.flash.detach().cpu().double().numpy()
+    lights = (c2w[:, :3, :3] @ flash.reshape(-1, 3, 1))[..., 0] + c2w[:, :3, 3]
     out = []
     for i, seed in enumerate(seeds):
         W, H = cameras.width(i), cameras.height(i)
         params["sensor.to_world"] = mi.ScalarTransform4f(mitsuba_to_world(c2w[i]).tolist())
         params["sensor.x_fov"] = horizontal_fov_degrees(K[i], W, H)
         if move_light:
-            params["light.position"] = mi.Point3f(*(float(x) for x in c2w[i, :3, 3]))
+            params["light.position"] = mi.Point3f(*(float(x) for x in lights[i]))
         params.update()
         out.append(np.array(mi.render(scene, seed=seed), dtype=np.float32))
         if bar is not None:

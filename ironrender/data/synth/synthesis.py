@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import shutil
 import time
 from pathlib import Path
@@ -37,6 +38,14 @@ from ironrender.data.synth.nuisances import (
     check_nuisances_cannot_occlude,
     nuisance_shapes,
 )
+from ironrender.data.synth.photometric import (
+    ambient_emitter,
+    ambient_radiance,
+    camera_gains,
+    develop,
+    has_flash_offset,
+    photometric_info,
+)
 from ironrender.data.synth.poses import cameras_from_poses, fit_field_of_view, sample_poses
 from ironrender.data.synth.render import (
     RENDER_INTENSITY,
@@ -45,10 +54,12 @@ from ironrender.data.synth.render import (
     render_relit_views,
     render_views,
 )
+from ironrender.data.tone_curve import TONE_CURVES
 from ironrender.errors import IronError
 
 # Distinct Mitsuba seeds per view: seed * SEED_STRIDE + view counter.
 SEED_STRIDE = 100_003
+AMBIENT_SEED_OFFSET = 50_000  # the ambient pass's seeds, apart from every other pass's
 
 
 def synthesize(
@@ -99,10 +110,14 @@ def synthesize(
     fov = fit_field_of_view(mesh.vertices, all_w2c, config.frame_fill)
     train = cameras_from_poses(train_w2c, config.resolution, fov)
     test = cameras_from_poses(test_w2c, config.resolution, fov)
+    if has_flash_offset(config):
+        offset = torch.tensor(config.flash_offset, dtype=train.w2c.dtype)
+        train.flash, test.flash = offset.expand(len(train), 3), offset.expand(len(test), 3)
     variant = select_variant(config.prefer_fast_variant)
     import mitsuba as mi
 
-    n_renders = len(train) + len(test) + (len(test) if config.relight else 0)
+    passes = 2 if config.ambient > 0 else 1  # the room's light is rendered apart
+    n_renders = passes * (len(train) + len(test)) + (len(test) if config.relight else 0)
     bar = tqdm(total=n_renders, desc="iron synth", unit="view", disable=not progress)
     seed0 = config.seed * SEED_STRIDE
 
@@ -135,6 +150,20 @@ def synthesize(
         test_coverage = render_views(mi, coverage_scene, test, test_seeds, False)[..., 3]
     else:
         train_coverage, test_coverage = train_rgba[..., 3], test_rgba[..., 3]
+    ambient = ambient_emitter(config, RENDER_INTENSITY)
+    if ambient is not None:
+        # The room's light in a pass of its own (module docstring of .photometric), added.
+        ambient_scene = build_scene(
+            mi, gt / "mesh.obj", materials, flash_sensor, ambient, {"type": "direct"},
+            config.bsdf, nuisances,
+        )  # fmt: skip
+        first = seed0 + AMBIENT_SEED_OFFSET
+        for rgba, cameras, seeds in (
+            (train_rgba, train, train_seeds),
+            (test_rgba, test, test_seeds),
+        ):
+            seeds = [first + s for s in seeds]
+            rgba[..., :3] += render_views(mi, ambient_scene, cameras, seeds, False, bar)[..., :3]
     t_flash = time.perf_counter() - t_flash
 
     all_rgba = np.concatenate([train_rgba, test_rgba])
@@ -145,15 +174,18 @@ def synthesize(
         config.exposure_target,
     )
     intensity = exposure * RENDER_INTENSITY
-    names = {"train": _names(len(train)), "test": _names(len(test))}
+    train_suffix = ".jpg" if config.jpeg_quality > 0 else ".png"
+    names = {"train": _names(len(train), train_suffix), "test": _names(len(test))}
+    gains = camera_gains(config, len(train), config.seed)
+    train_photos = develop(exposure * train_rgba[..., :3], gains, config.noise, config.seed)
     splits = (
-        ("train", train_rgba, train_coverage, train),
-        ("test", test_rgba, test_coverage, test),
+        ("train", train_photos, train_coverage, train, config.jpeg_quality or 75),
+        ("test", exposure * test_rgba[..., :3], test_coverage, test, 75),
     )
-    for split, rgba, coverage, cameras in splits:
-        save_split(out, split, names[split], exposure * rgba[..., :3], cameras, linear_twins=True)
+    for split, photos, coverage, cameras, quality in splits:
+        save_split(out, split, names[split], photos, cameras, True, config.tone_curve, quality)
         for name, mask in zip(names[split], coverage, strict=True):
-            write_data_png(gt / "masks" / split / name, mask)
+            write_data_png((gt / "masks" / split / name).with_suffix(".png"), mask)
     flash_saturated = float(np.mean(exposure * all_rgba[..., :3].max(-1) >= 1.0))
 
     relight_info = None
@@ -223,6 +255,9 @@ def synthesize(
         },
         "relight": relight_info,
         "scene": scene_info,
+        "camera_and_room": photometric_info(
+            config, gains, ambient_radiance(config, RENDER_INTENSITY) * exposure
+        ),
         "timing_seconds": {
             "flash_views": t_flash,
             "relit_views": t_relight,
@@ -234,8 +269,8 @@ def synthesize(
     return out
 
 
-def _names(n: int) -> list[str]:
-    return [f"{i:03d}.png" for i in range(n)]
+def _names(n: int, suffix: str = ".png") -> list[str]:
+    return [f"{i:03d}{suffix}" for i in range(n)]
 
 
 def _config_dict(config: SynthConfig) -> dict:
@@ -271,6 +306,20 @@ def _validate(config: SynthConfig) -> None:
         raise IronError(f"support_albedo must lie in (0, {limit:.3g}]: its texture stays <= 1")
     if not 0 <= config.min_elevation < 90:
         raise IronError("min_elevation must lie in [0, 90) degrees")
+    if config.tone_curve not in TONE_CURVES:
+        raise IronError(f"tone curve must be one of {TONE_CURVES}, not {config.tone_curve!r}")
+    if not all(math.isfinite(x) for x in config.flash_offset) or len(config.flash_offset) != 3:
+        raise IronError("flash offset must be three finite numbers (camera coordinates)")
+    if math.hypot(*config.flash_offset) >= config.camera_distance - 1:
+        raise IronError("the flash offset puts the light inside the unit sphere; make it smaller")
+    if not config.ambient >= 0:
+        raise IronError("ambient must be a fraction >= 0 of the flash's irradiance")
+    if not (0 <= config.exposure_jitter < 1 and 0 <= config.white_balance_jitter < 1):
+        raise IronError("exposure and white-balance jitter must lie in [0, 1)")
+    if not config.noise >= 0:
+        raise IronError("noise must be >= 0")
+    if not 0 <= config.jpeg_quality <= 100:
+        raise IronError("JPEG quality must lie in 1-100 (0: PNG)")
 
 
 def _prepare_output(out: Path, overwrite: bool) -> None:

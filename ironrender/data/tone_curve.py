@@ -1,0 +1,74 @@
+"""How an 8-bit photograph encodes radiance: the camera's tone curve.
+
+Two curves, for numpy arrays and torch tensors alike (values in [0, 1] both sides):
+
+* ``"gamma2.2"`` (IRON's assumption and the project's default): ``v = x^(1/2.2)``,
+  ``x = v^2.2``.
+* ``"srgb"`` (IEC 61966-2-1, what cameras and phones write into JPEGs): a linear toe below
+  ``x = 0.0031308``, then ``v = 1.055 x^(1/2.4) - 0.055``; decoding is its exact inverse,
+  ``x = v / 12.92`` below ``v = 0.04045``, ``((v + 0.055) / 1.055)^2.4`` above.
+
+The two differ most in the shadows: the 8-bit value 10 decodes to 0.00077 under gamma 2.2 and
+0.0030 under sRGB (4x), value 128 to 0.218 and 0.216. A model that decodes an sRGB camera's
+photographs with gamma 2.2 darkens every shadow and dim albedo, which no BRDF can explain.
+
+Decoding an 8-bit sample is a table lookup (:func:`linear_of_8bit`), computed by the same
+operations as :func:`decode`, so photographs kept as bytes decode to exactly the same numbers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+GAMMA = 2.2
+TONE_CURVES = ("gamma2.2", "srgb")
+DEFAULT_TONE_CURVE = "gamma2.2"
+
+SRGB_LINEAR_LIMIT = 0.0031308  # linear value where the toe ends
+SRGB_ENCODED_LIMIT = 0.04045  # the same point, encoded
+SRGB_TOE_SLOPE = 12.92
+SRGB_EXPONENT = 2.4
+SRGB_OFFSET = 0.055
+
+
+def check_curve(curve: str) -> str:
+    if curve not in TONE_CURVES:
+        raise ValueError(f"tone curve must be one of {TONE_CURVES}, not {curve!r}")
+    return curve
+
+
+def encode(linear, curve: str = DEFAULT_TONE_CURVE):
+    """Linear radiance -> encoded values in [0, 1] (clipped), numpy or torch alike."""
+    check_curve(curve)
+    x = linear.clamp(0.0, 1.0) if isinstance(linear, Tensor) else np.clip(linear, 0.0, 1.0)
+    if curve == "gamma2.2":
+        return x ** (1.0 / GAMMA)
+    where = torch.where if isinstance(x, Tensor) else np.where
+    # the power branch evaluated at >= the limit only, so that its gradient stays finite at 0
+    safe = (
+        x.clamp_min(SRGB_LINEAR_LIMIT)
+        if isinstance(x, Tensor)
+        else np.maximum(x, SRGB_LINEAR_LIMIT)
+    )
+    power = (1.0 + SRGB_OFFSET) * safe ** (1.0 / SRGB_EXPONENT) - SRGB_OFFSET
+    return where(x <= SRGB_LINEAR_LIMIT, SRGB_TOE_SLOPE * x, power)
+
+
+def decode(encoded, curve: str = DEFAULT_TONE_CURVE):
+    """Encoded values in [0, 1] -> linear radiance, numpy or torch alike (the inverse of
+    :func:`encode` on [0, 1])."""
+    check_curve(curve)
+    v = encoded.clamp(0.0, 1.0) if isinstance(encoded, Tensor) else np.clip(encoded, 0.0, 1.0)
+    if curve == "gamma2.2":
+        return v**GAMMA
+    where = torch.where if isinstance(v, Tensor) else np.where
+    power = ((v + SRGB_OFFSET) / (1.0 + SRGB_OFFSET)) ** SRGB_EXPONENT
+    return where(v <= SRGB_ENCODED_LIMIT, v / SRGB_TOE_SLOPE, power)
+
+
+def linear_of_8bit(curve: str = DEFAULT_TONE_CURVE) -> np.ndarray:
+    """The linear radiance of every 8-bit value under ``curve`` (256 float32 entries)."""
+    values = np.arange(256, dtype=np.float32) / 255.0
+    return np.ascontiguousarray(decode(values, curve), dtype=np.float32)
