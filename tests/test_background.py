@@ -176,9 +176,9 @@ class _DropsExtras:
         self.drop_on_call = drop_on_call
         self.calls = 0
 
-    def __call__(self, hit, lights, view_dirs) -> ShadeResult:
+    def __call__(self, hit, lights, colocated) -> ShadeResult:
         self.calls += 1
-        colour = constant_shade(hit, lights, view_dirs).color
+        colour = constant_shade(hit, lights, colocated).color
         if self.calls == self.drop_on_call:
             return ShadeResult(colour)
         return ShadeResult(colour, {"roughness": torch.full((len(hit), 1), 0.3)})

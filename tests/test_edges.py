@@ -37,7 +37,7 @@ def _camera(size: int, distance: float, fov: float) -> Cameras:
     return Cameras(intrinsics_from_fov(size, size, fov)[None], w2c, torch.tensor([[size, size]]))
 
 
-def constant_shade(hit, lights, view_dirs) -> ShadeResult:
+def constant_shade(hit, lights, colocated) -> ShadeResult:
     return ShadeResult(torch.tensor(COLOR).expand(len(hit), 3))
 
 

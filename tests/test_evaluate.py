@@ -139,7 +139,7 @@ def analytic_materials(scale: float = 1.0):
 
 
 def analytic_shader(materials):
-    def shade(hit, light_positions, view_dirs) -> ShadeResult:
+    def shade(hit, light_positions, colocated) -> ShadeResult:
         m = materials(hit.points, hit.normals)
         material = GGXMaterial(m["diffuse_albedo"], m["specular_albedo"], m["roughness"])
         radiance = shade_flash(material, hit.normals, hit.points, light_positions, LIGHT).radiance

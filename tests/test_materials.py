@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from ironrender.fields.ambient import AmbientLight
 from ironrender.fields.materials import (
     MaterialConfig,
     MaterialFields,
@@ -165,7 +166,7 @@ def test_shader_matches_hand_written_ggx():
         t=torch.ones(32),
         mask=torch.ones(32, dtype=torch.bool),
     )
-    result = MaterialShader(materials)(hit, eye.expand(32, 3), view)
+    result = MaterialShader(materials)(hit, eye.expand(32, 3), True)
 
     p, n, o = points.double().numpy(), normals.double().numpy(), eye.double().numpy()
     d2 = ((o - p) ** 2).sum(-1)
@@ -177,8 +178,64 @@ def test_shader_matches_hand_written_ggx():
     expected = 7.0 / d2[:, None] * f_r * c[:, None]
     np.testing.assert_allclose(result.color.detach().numpy(), expected, rtol=1e-4)
     np.testing.assert_allclose(result.extras["roughness"].detach().numpy(), 0.25, rtol=1e-5)
-    unit = MaterialShader(materials, unit_light=True)(hit, eye.expand(32, 3), view)
+    unit = MaterialShader(materials, unit_light=True)(hit, eye.expand(32, 3), True)
     np.testing.assert_allclose(unit.color.detach().numpy(), expected / 7.0, rtol=1e-4)
+    # The general (off-axis) form with the light in the lens: the same image.
+    general = MaterialShader(materials)(hit, eye.expand(32, 3), False)
+    np.testing.assert_allclose(general.color.detach().numpy(), expected, rtol=1e-3)
+    # A room whose light is the same from every direction adds rho_d / pi * E, E = c_0 Y_0,
+    # and never to the unit-light renders the flash intensity is fitted from.
+    ambient = AmbientLight()
+    with torch.no_grad():
+        ambient.coefficients[0] = torch.tensor([0.3, 0.2, 0.1]) / 0.282095
+    lit = MaterialShader(materials, ambient=ambient)(hit, eye.expand(32, 3), True)
+    room = np.array([0.6, 0.3, 0.2]) / np.pi * np.array([0.3, 0.2, 0.1])
+    np.testing.assert_allclose(lit.color.detach().numpy(), expected + room, rtol=1e-4)
+    unit = MaterialShader(materials, unit_light=True, ambient=ambient)(hit, eye.expand(32, 3), True)
+    np.testing.assert_allclose(unit.color.detach().numpy(), expected / 7.0, rtol=1e-4)
+
+
+def test_sh_irradiance_of_known_lighting():
+    """The nine SH functions are orthonormal on the sphere (quadrature), and the irradiance of
+    a sky that is L_0 (1 + cos theta) about +z, fitted by projection with the clamped-cosine
+    convolution (pi, 2pi/3, pi/4), is E(n) = pi L_0 (1 + n_z 2/3) exactly (orders 0 and 1)."""
+    from ironrender.fields.ambient import sh_basis
+
+    n_theta, n_phi = 200, 400
+    theta = (torch.arange(n_theta, dtype=torch.float64) + 0.5) * math.pi / n_theta
+    phi = (torch.arange(n_phi, dtype=torch.float64) + 0.5) * 2 * math.pi / n_phi
+    t, p = torch.meshgrid(theta, phi, indexing="ij")
+    dirs = torch.stack([t.sin() * p.cos(), t.sin() * p.sin(), t.cos()], -1).reshape(-1, 3)
+    weights = (t.sin() * (math.pi / n_theta) * (2 * math.pi / n_phi)).reshape(-1, 1)
+    Y = sh_basis(dirs)
+    gram = Y.T @ (Y * weights)
+    torch.testing.assert_close(gram, torch.eye(9, dtype=torch.float64), atol=2e-4, rtol=0)
+    sky = 0.4 * (1 + dirs[:, 2:3])
+    coefficients = (Y * weights).T @ sky  # projection of the radiance
+    band = torch.tensor([math.pi] + [2 * math.pi / 3] * 3 + [math.pi / 4] * 5, dtype=torch.float64)
+    ambient = AmbientLight().double()
+    with torch.no_grad():
+        ambient.coefficients.copy_((band[:, None] * coefficients).expand(9, 3))
+    normals = torch.nn.functional.normalize(torch.randn(64, 3, dtype=torch.float64), dim=-1)
+    expected = math.pi * 0.4 * (1 + normals[:, 2:3] * 2 / 3)
+    torch.testing.assert_close(
+        ambient.irradiance(normals), expected.expand(64, 3), atol=2e-3, rtol=0
+    )
+
+
+def test_srgb_stage1_albedo_is_decoded_by_the_srgb_curve():
+    """An sRGB capture: the starting albedo is stage 1's colour decoded by sRGB, not ^2.2."""
+    from ironrender.data.tone_curve import decode
+
+    radiance = make_radiance()
+    points, normals, features = random_inputs()
+    encoded = radiance(points, normals, -normals, features)
+    decoded = MaterialFields.from_stage1(
+        radiance, MaterialConfig(), stage1_gamma_encoded=True, curve="srgb"
+    )
+    albedo = decoded(points, normals, features).diffuse_albedo
+    torch.testing.assert_close(albedo, decode(encoded, "srgb"))
+    assert not torch.allclose(albedo, encoded**2.2, rtol=1e-2)
 
 
 def test_decoded_stage1_albedo_is_linear_colour():

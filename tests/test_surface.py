@@ -123,7 +123,7 @@ def test_normals_follow_the_moving_point():
 def test_patch_of_a_crop_equals_the_window_of_the_full_image_and_misses_are_black():
     from ironrender.rendering.surface_renderer import ShadeResult, SurfaceRenderConfig, render_patch
 
-    def shade(hit, lights, view_dirs):
+    def shade(hit, lights, colocated):
         # view-dependent colour so a wrong crop offset would show
         return ShadeResult(0.5 + 0.5 * hit.normals, {"r": hit.normals[:, :1]})
 

@@ -90,6 +90,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--threads", type=int, default=defaults.num_threads, help="SfM threads (-1: all cores)"
     )
+    parser.add_argument(
+        "--flash-offset",
+        type=float,
+        nargs=3,
+        metavar=("X", "Y", "Z"),
+        help="where the flash sat relative to the lens, in metres along the camera's axes"
+        " (x right, y down, z forward): a phone's LED 1 cm right: 0.01 0 0; a hot-shoe flash"
+        " 10 cm above: 0 -0.1 0. Needs --object-distance. Default: in the lens (IRON)",
+    )
+    parser.add_argument(
+        "--object-distance",
+        type=float,
+        metavar="METRES",
+        help="typical distance from the camera to the object's centre, in metres (converts"
+        " --flash-offset into the dataset's units)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
     parser.add_argument("--verbose", action="store_true", help="show COLMAP's log")
     parser.set_defaults(func=run)
@@ -113,6 +129,8 @@ def run(args: argparse.Namespace) -> int:
         keep_sfm_images=args.keep_sfm_images,
         overwrite=args.overwrite,
         verbose=args.verbose,
+        flash_offset=tuple(args.flash_offset) if args.flash_offset else None,
+        object_distance=args.object_distance,
     )
 
     def progress(message: str) -> None:

@@ -39,19 +39,22 @@ def check_curve(curve: str) -> str:
     return curve
 
 
-def encode(linear, curve: str = DEFAULT_TONE_CURVE):
-    """Linear radiance -> encoded values in [0, 1] (clipped), numpy or torch alike."""
+def encode(linear, curve: str = DEFAULT_TONE_CURVE, clip: bool = True):
+    """Linear radiance -> encoded values, numpy or torch alike: in [0, 1] with ``clip``, else
+    only negatives are cut (a prediction above white keeps its gradient in a loss)."""
     check_curve(curve)
-    x = linear.clamp(0.0, 1.0) if isinstance(linear, Tensor) else np.clip(linear, 0.0, 1.0)
+    if isinstance(linear, Tensor):
+        x = linear.clamp(0.0, 1.0) if clip else linear.clamp_min(0.0)
+    else:
+        x = np.clip(linear, 0.0, 1.0 if clip else None)
     if curve == "gamma2.2":
         return x ** (1.0 / GAMMA)
     where = torch.where if isinstance(x, Tensor) else np.where
     # the power branch evaluated at >= the limit only, so that its gradient stays finite at 0
-    safe = (
-        x.clamp_min(SRGB_LINEAR_LIMIT)
-        if isinstance(x, Tensor)
-        else np.maximum(x, SRGB_LINEAR_LIMIT)
-    )
+    if isinstance(x, Tensor):
+        safe = x.clamp_min(SRGB_LINEAR_LIMIT)
+    else:
+        safe = np.maximum(x, SRGB_LINEAR_LIMIT)
     power = (1.0 + SRGB_OFFSET) * safe ** (1.0 / SRGB_EXPONENT) - SRGB_OFFSET
     return where(x <= SRGB_LINEAR_LIMIT, SRGB_TOE_SLOPE * x, power)
 

@@ -126,7 +126,7 @@ def evaluate_run(
         )
     if model.notice:
         print(f"notice: {model.notice}")
-    split = load_split(data, "test", device)
+    split = load_split(data, "test", device, curve=model.tone_curve)
     for folder in (VIEWS_DIR, RELIGHT_DIR, TURNTABLE_DIR):  # no stale images from earlier evals
         shutil.rmtree(eval_dir / folder, ignore_errors=True)
     count = len(split) if config.max_views <= 0 else min(config.max_views, len(split))

@@ -2,7 +2,8 @@
 
 **Image metrics** follow IRON's ``eval_image_folder.py`` (reference §6): prediction and
 photograph are compared as the 8-bit gamma-encoded images written to disk,
-``round(255 clip(x, 0, 1)^(1/2.2)) / 255``, over the full image (black background included),
+``round(255 clip(x, 0, 1)^(1/2.2)) / 255`` (sRGB-encoded when the run says the capture is),
+over the full image (black background included),
 PSNR ``10 log10(1 / MSE)`` and SSIM (skimage settings), averaged over views; LPIPS-Alex where
 the ``lpips`` package is importable. ``psnr_object`` is the PSNR over the object's pixels only
 (the GT mask where the dataset has one, else the render's own object mask).
@@ -22,7 +23,8 @@ import torch
 from torch import Tensor
 
 from ironrender.data.cameras import Cameras
-from ironrender.data.images import GAMMA, write_data_png
+from ironrender.data.images import write_data_png
+from ironrender.data.tone_curve import DEFAULT_TONE_CURVE, encode
 from ironrender.evaluation.config import EvalConfig
 from ironrender.training.trained_model import OPACITY_THRESHOLD, TrainedModel
 
@@ -32,11 +34,12 @@ PNG_LEVELS = 255.0
 MASK_THRESHOLD = 0.5
 
 
-def encode_8bit(linear: np.ndarray | Tensor) -> np.ndarray:
-    """Linear radiance -> the gamma-encoded 8-bit values a PNG stores, as floats in [0, 1]."""
+def encode_8bit(linear: np.ndarray | Tensor, curve: str = DEFAULT_TONE_CURVE) -> np.ndarray:
+    """Linear radiance -> the 8-bit values a PNG stores (encoded by the capture's tone
+    ``curve``: gamma 2.2 unless the run says sRGB), as floats in [0, 1]."""
     if isinstance(linear, Tensor):
         linear = linear.detach().cpu().numpy()
-    encoded = np.clip(np.asarray(linear, dtype=np.float64), 0.0, 1.0) ** (1.0 / GAMMA)
+    encoded = encode(np.asarray(linear, dtype=np.float64), curve)
     return np.round(encoded * PNG_LEVELS) / PNG_LEVELS
 
 
@@ -126,8 +129,8 @@ def evaluate_views(
             photo = area_downsample(images[i], scale, size)
             if gt_mask is not None:
                 gt_mask = area_downsample(gt_mask, scale, size).cpu().numpy() >= MASK_THRESHOLD
-        pred = encode_8bit(view.color)
-        gt = encode_8bit(photo)
+        pred = encode_8bit(view.color, model.tone_curve)
+        gt = encode_8bit(photo, model.tone_curve)
         stem = Path(names[i]).stem
         write_triplet(out_dir, stem, pred, gt, config.error_gain)
         mask = gt_mask if gt_mask is not None else view.mask.detach().cpu().numpy()

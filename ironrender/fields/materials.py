@@ -44,6 +44,7 @@ import torch
 from torch import Tensor, nn
 
 from ironrender.data.images import GAMMA
+from ironrender.data.tone_curve import DEFAULT_TONE_CURVE, decode
 from ironrender.fields.base import SDFField
 from ironrender.fields.encodings import GridConfig, PositionalEncoding, make_grid_encoding
 from ironrender.fields.radiance import RadianceField
@@ -174,6 +175,7 @@ class MaterialFields(nn.Module):
         self.log_light = nn.Parameter(torch.tensor(math.log(light_intensity)))
         # in the state dict, so a saved model keeps the exponent it was trained with
         self.register_buffer("diffuse_exponent", torch.tensor(float(diffuse_exponent)))
+        self.diffuse_curve: str | None = None  # a tone curve decoding beta (sRGB captures)
 
     @classmethod
     def from_stage1(
@@ -182,17 +184,21 @@ class MaterialFields(nn.Module):
         config: MaterialConfig,
         light_intensity: float = 1.0,
         stage1_gamma_encoded: bool = False,
+        curve: str = DEFAULT_TONE_CURVE,
     ) -> MaterialFields:
         """Materials whose diffuse albedo starts as a copy of the stage-1 radiance network.
 
-        ``stage1_gamma_encoded``: stage 1 fit gamma-encoded colours; with
-        ``config.decode_stage1_gamma`` the albedo is then ``beta^2.2`` (module docstring).
+        ``stage1_gamma_encoded``: stage 1 fit encoded colours; with
+        ``config.decode_stage1_gamma`` the albedo is then ``beta^2.2`` (module docstring), or
+        ``beta`` decoded by the sRGB curve when the photographs' ``curve`` is ``srgb``.
         """
         device = next(radiance.parameters()).device
         diffuse = RadianceField(radiance.config, radiance.feature_dim)
         diffuse.load_state_dict(radiance.state_dict())
-        exponent = GAMMA if (stage1_gamma_encoded and config.decode_stage1_gamma) else 1.0
+        decoded = stage1_gamma_encoded and config.decode_stage1_gamma
+        exponent = GAMMA if decoded and curve == DEFAULT_TONE_CURVE else 1.0
         materials = cls(diffuse, config, radiance.feature_dim, light_intensity, exponent)
+        materials.diffuse_curve = curve if decoded and curve != DEFAULT_TONE_CURVE else None
         return materials.to(device)
 
     # ----------------------------------------------------------------------------- parameters
@@ -214,6 +220,8 @@ class MaterialFields(nn.Module):
     def diffuse_albedo(self, points: Tensor, normals: Tensor, features: Tensor) -> Tensor:
         """``beta(x, n, -n, f)^k`` in [0, 1] (..., 3): view dependence removed by ``v = -n``."""
         albedo = self.diffuse(points, normals, -normals, features)
+        if self.diffuse_curve is not None:
+            return decode(albedo, self.diffuse_curve)
         if float(self.diffuse_exponent) == 1.0:
             return albedo
         return albedo**self.diffuse_exponent

@@ -1,4 +1,5 @@
-"""The GGX microfacet BRDF at a co-located point light (IRON stage 2, seed eqs. 1-3).
+"""The GGX microfacet BRDF under a point light: IRON's co-located flash (seed eqs. 1-3), and a
+light anywhere else (a flash beside the lens).
 
 With the flash at the camera centre ``o`` the light and view directions coincide,
 ``omega_i = omega_o = v``, so the half-vector is ``h = v`` and the only angle left is
@@ -35,6 +36,23 @@ incidence, up to ``1 + 2R``-ish towards grazing angles for rough surfaces, below
 Radiance leaving the surface towards the camera (seed eqs. 2-3):
 
     L = I / d^2 * f_r * c,      d = |x - o| (distance to the light = camera centre).
+
+**A light off the camera** (:func:`shade_point_light`; a phone's LED 1 cm from its lens, a
+hot-shoe flash above it). With ``l`` the unit direction to the light, ``v`` to the camera,
+``h = (l + v) / |l + v|``:
+
+    f_r = rho_d / pi * B + F(l . h; rho_s) * D(n . h; alpha) * G1(n . l) G1(n . v) / (4 (n.l)(n.v))
+
+    L = I / d_l^2 * f_r * (n . l),      d_l = |x - light|,
+
+with ``F`` the Fresnel reflectance of a dielectric whose reflectance at normal incidence is
+``rho_s``: index ``eta = (1 + sqrt(rho_s)) / (1 - sqrt(rho_s))`` and the exact unpolarised
+formula (Mitsuba's ``principled`` with metallic 0 uses the same), and ``B`` Burley's general
+factor ``(1 - F_l/2)(1 - F_v/2) + R (F_l + F_v + F_l F_v (R - 1))``, ``F_x = (1 - n.x)^5``,
+``R = 2 sqrt(alpha) (l . h)^2`` (1 for Lambert). With ``l = v`` every factor takes its
+co-located value (``h = v``, ``F = rho_s``, ``G1(n.l) G1(n.v) = G1(c)^2``), so the two
+forms agree; stage 2 uses the short one whenever the light is in the lens, so IRON's case is
+computed exactly as before.
 
 Clamps (named below): ``c`` is clamped to [COS_EPS, 1] -- back-facing or grazing points get a
 tiny positive cosine, so their radiance tends to 0 instead of dividing by zero (the specular
@@ -137,4 +155,69 @@ def shade_flash(
     elif diffuse_model != "lambert":
         raise ValueError(f"diffuse_model must be one of {DIFFUSE_MODELS}, not {diffuse_model!r}")
     specular = material.specular_albedo * colocated_brdf_terms(c, alpha) * irradiance
+    return FlashShading(diffuse=diffuse, specular=specular)
+
+
+#: Largest F0 turned into an index of refraction (F0 -> 1 makes eta infinite).
+F0_MAX = 0.999
+
+
+def fresnel_dielectric(cos_i: Tensor, f0: Tensor) -> Tensor:
+    """Unpolarised Fresnel reflectance at ``cos_i`` of a dielectric with normal reflectance
+    ``f0`` (its index ``eta = (1 + sqrt f0) / (1 - sqrt f0)``, light arriving from outside).
+
+    ``(r_s^2 + r_p^2) / 2`` with ``r_s = (c_i - eta c_t) / (c_i + eta c_t)`` and
+    ``r_p = (eta c_i - c_t) / (eta c_i + c_t)``, ``c_t^2 = 1 - (1 - c_i^2) / eta^2``: equal to
+    ``f0`` at ``cos_i = 1``, rising to 1 at grazing incidence.
+    """
+    root = f0.clamp(0.0, F0_MAX).sqrt()
+    eta = (1.0 + root) / (1.0 - root)
+    c_i = cos_i.clamp(COS_EPS, 1.0)
+    c_t = (1.0 - (1.0 - c_i**2) / eta**2).clamp_min(0.0).sqrt()
+    r_s = (c_i - eta * c_t) / (c_i + eta * c_t)
+    r_p = (eta * c_i - c_t) / (eta * c_i + c_t)
+    return 0.5 * (r_s**2 + r_p**2)
+
+
+def burley_factor(cos_nl: Tensor, cos_nv: Tensor, cos_lh: Tensor, alpha: Tensor) -> Tensor:
+    """Burley's diffuse relative to Lambert for any light and view (module docstring), (...)."""
+    f_l = (1.0 - cos_nl.clamp(COS_EPS, 1.0)) ** 5
+    f_v = (1.0 - cos_nv.clamp(COS_EPS, 1.0)) ** 5
+    r = 2.0 * alpha.clamp_min(ALPHA_MIN).sqrt() * cos_lh**2
+    return (1.0 - 0.5 * f_l) * (1.0 - 0.5 * f_v) + r * (f_l + f_v + f_l * f_v * (r - 1.0))
+
+
+def shade_point_light(
+    material: GGXMaterial,
+    normals: Tensor,
+    points: Tensor,
+    light_positions: Tensor,
+    view_dirs: Tensor,
+    light_intensity: Tensor | float,
+    diffuse_model: str = "lambert",
+) -> FlashShading:
+    """Radiance towards the camera from a point light anywhere (module docstring).
+
+    ``view_dirs`` (..., 3) unit directions point -> camera; the rest as :func:`shade_flash`.
+    Points that face away from the light get (almost) nothing: ``n . l`` is clamped to
+    ``COS_EPS`` as ``n . v`` is.
+    """
+    to_light = light_positions - points
+    d2 = (to_light**2).sum(-1, keepdim=True)
+    l = to_light / d2.sqrt()  # noqa: E741 (the light direction's usual name)
+    h = torch.nn.functional.normalize(l + view_dirs, dim=-1)
+    cos_nl = (normals * l).sum(-1, keepdim=True).clamp(COS_EPS, 1.0)
+    cos_nv = (normals * view_dirs).sum(-1, keepdim=True).clamp(COS_EPS, 1.0)
+    cos_nh = (normals * h).sum(-1, keepdim=True).clamp(0.0, 1.0)
+    cos_lh = (l * h).sum(-1, keepdim=True).clamp(COS_EPS, 1.0)
+    alpha = material.alpha if material.alpha.ndim == cos_nl.ndim else material.alpha.unsqueeze(-1)
+    irradiance = light_intensity / d2 * cos_nl  # I / d_l^2 * (n . l)
+    diffuse = material.diffuse_albedo / math.pi * irradiance
+    if diffuse_model == "burley":
+        diffuse = diffuse * burley_factor(cos_nl, cos_nv, cos_lh, alpha)
+    elif diffuse_model != "lambert":
+        raise ValueError(f"diffuse_model must be one of {DIFFUSE_MODELS}, not {diffuse_model!r}")
+    lobe = ggx_distribution(cos_nh, alpha) * smith_g1(cos_nl, alpha) * smith_g1(cos_nv, alpha)
+    fresnel = fresnel_dielectric(cos_lh, material.specular_albedo)
+    specular = fresnel * lobe / (4.0 * cos_nl * cos_nv) * irradiance
     return FlashShading(diffuse=diffuse, specular=specular)

@@ -19,9 +19,12 @@ gradient). ``edges=False`` is the IDR/DVR-style baseline: every hit pixel is an 
 so silhouettes get no image-plane gradient.
 
 Shading is the caller's (stage 2 passes material networks and :mod:`ironrender.rendering.brdf`):
-a :data:`ShadeFn` receives the :class:`SurfaceHit` rows, the light positions (the camera centre
-per row; a co-located flash) and the unit view directions (point -> camera), and returns linear
-radiance plus optional per-hit extras (e.g. roughness for a range loss).
+a :data:`ShadeFn` receives the :class:`SurfaceHit` rows (their unit view directions point ->
+camera among them), the light position per row (the view's flash, :attr:`Cameras.
+flash_positions`: the camera centre unless the camera file says otherwise) and whether that
+light is the camera centre itself (IRON's co-located flash, for which the BRDF has an exact
+short form), and returns linear radiance plus optional per-hit extras (e.g. roughness for a
+range loss).
 
 Training renders random patches: pass ``cameras.crop(i, x0, y0, w, h)`` and ``index=0``. Memory
 grows with the number of pixels; render large images tile by tile.
@@ -68,7 +71,8 @@ class ShadeResult:
     extras: dict[str, Tensor] = field(default_factory=dict)
 
 
-ShadeFn = Callable[[SurfaceHit, Tensor, Tensor], ShadeResult]
+ShadeFn = Callable[[SurfaceHit, Tensor, bool], ShadeResult]
+"""``(hits, light positions (R, 3), co-located?) -> ShadeResult`` (module docstring)."""
 BackgroundFn = Callable[[Tensor, Tensor], Tensor]
 """``(origins, unit directions) (R, 3) -> linear radiance (R, 3)`` of rays that miss."""
 
@@ -127,6 +131,7 @@ def render_patch(
     rays = cameras.image_rays(index).reshape(-1)
     origins, directions = rays.origins, rays.directions
     eye = cameras.centers[index]
+    light = _Light(cameras.flash_positions[index], cameras.colocated)
 
     # 1. Trace pixel centres (no gradients).
     trace = sphere_trace(sdf, origins, directions, config.trace)
@@ -153,7 +158,7 @@ def render_patch(
     # 3. Interior pixels.
     interior = TraceResult(t=trace.t, hit=trace.hit & ~edge_flat, converged=trace.converged)
     inner = _shade_traced(
-        sdf, shade, origins, directions, interior, eye, config, training, background
+        sdf, shade, origins, directions, interior, light, config, training, background
     )
     color = inner.color
     extras = inner.extras
@@ -192,6 +197,14 @@ def render_patch(
 
 
 @dataclass
+class _Light:
+    """One view's light: its world position (3,) and whether it is the camera centre."""
+
+    position: Tensor
+    colocated: bool
+
+
+@dataclass
 class _ShadedRays:
     """Colours (N, 3), extras (N, C) and unit normals (M, 3) of N rays, M of which hit."""
 
@@ -207,7 +220,7 @@ def _shade_traced(
     origins: Tensor,
     directions: Tensor,
     trace: TraceResult,
-    eye: Tensor,
+    light: _Light,
     config: SurfaceRenderConfig,
     training: bool,
     background: BackgroundFn | None = None,
@@ -218,7 +231,7 @@ def _shade_traced(
     )
     grad_mode = contextlib.nullcontext() if training else torch.no_grad()
     with grad_mode:
-        shaded = shade(hits, eye.expand(len(hits), 3), hits.view_dirs)
+        shaded = shade(hits, light.position.expand(len(hits), 3), light.colocated)
     index = (trace.hit.nonzero().squeeze(-1),)
     n = origins.shape[0]
     color = origins.new_zeros(n, 3)
@@ -272,9 +285,9 @@ def _render_edge_pixels(
     cam_index = torch.full(samples.shape[:-1], index, dtype=torch.long, device=samples.device)
     rays = cameras.generate_rays(cam_index, samples)
     trace = sphere_trace(sdf, rays.origins, rays.directions, config.trace)
-    eye = cameras.centers[index]
+    light = _Light(cameras.flash_positions[index], cameras.colocated)
     ab = _shade_traced(
-        sdf, shade, rays.origins, rays.directions, trace, eye, config, training, background
+        sdf, shade, rays.origins, rays.directions, trace, light, config, training, background
     )
     E = pixels.shape[0]
     color_a, color_b = ab.color[:E], ab.color[E:]

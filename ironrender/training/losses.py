@@ -55,9 +55,11 @@ class LossTerms:
     ssim: Tensor
     eikonal: Tensor
     roughness: Tensor
+    gains: Tensor | None = None  # the camera gains' regulariser, when they are fitted
 
     def as_floats(self) -> dict[str, float]:
-        return {name: float(getattr(self, name).detach()) for name in self.__dataclass_fields__}
+        values = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        return {name: float(value.detach()) for name, value in values.items() if value is not None}
 
 
 def _to_bchw(image: Tensor) -> Tensor:

@@ -46,13 +46,15 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ironrender.data.dataset import Split, linear_images, load_split
-from ironrender.data.images import GAMMA
+from ironrender.data.dataset import Split, load_split
+from ironrender.data.tone_curve import decode
 from ironrender.errors import IronError
+from ironrender.fields.ambient import AmbientLight
 from ironrender.fields.base import SDFField
 from ironrender.fields.materials import MaterialFields
 from ironrender.interrupts import StopRequests
 from ironrender.rendering.surface_renderer import BackgroundFn, SurfaceRenderConfig
+from ironrender.training.camera_gains import CameraGains
 from ironrender.training.checkpoint import load_checkpoint, save_checkpoint
 from ironrender.training.runlog import RunLog, normal_image, write_panels
 from ironrender.training.stage2_config import (
@@ -129,11 +131,15 @@ def fit_stage2(
     progress: bool = True,
     background: BackgroundFn | None = None,
     masks: Tensor | None = None,
+    ambient: AmbientLight | None = None,
+    gains: CameraGains | None = None,
 ) -> Stage2Result:
     """Optimise ``sdf`` and ``materials`` (in place) on ``split``; see the module docstring.
 
     ``background`` colours the rays that miss (:func:`stage1_background`); None: black.
     ``masks`` (N, h, w) where the object is (:func:`object_masks`) for patch sampling.
+    ``ambient`` (the room's light) and ``gains`` (one per photograph) are fitted with the
+    materials when given (:func:`photometric_models`).
     With ``run_dir``: checkpoints to ``run_dir/stage2/checkpoint.pt`` every
     ``checkpoint_every`` steps and at the end, previews and TensorBoard scalars under
     ``run_dir/stage2``; ``resume=True`` continues from the checkpoint there, exactly.
@@ -146,7 +152,8 @@ def fit_stage2(
             " new run folder"
         )
     generator = torch.Generator(device="cpu").manual_seed(config.seed)
-    state = Stage2State(sdf, materials, make_optimizers(sdf, materials, config), generator)
+    optimizers = make_optimizers(sdf, materials, config, ambient, gains)
+    state = Stage2State(sdf, materials, optimizers, generator, ambient=ambient, gains=gains)
     if resume:
         if stage_dir is None or not (stage_dir / CHECKPOINT_NAME).is_file():
             raise IronError(f"cannot resume stage 2: no {STAGE_DIR}/{CHECKPOINT_NAME} in {run_dir}")
@@ -230,16 +237,17 @@ def _write_preview(
     factor = downscale_factor(split.cameras, config.preview_size)
     cameras = split.cameras.scaled(factor) if factor < 1 else split.cameras
     image = render_view(
-        state.sdf, state.materials, cameras, 0, render, edges=config.edges, background=background
-    )
-    target = resize_image(linear_images(split.images[0]), image.color.shape[:2])
+        state.sdf, state.materials, cameras, 0, render, edges=config.edges,
+        background=background, ambient=state.ambient,
+    )  # fmt: skip
+    target = resize_image(split.linear(split.images[0]), image.color.shape[:2])
+    color = image.color if state.gains is None else image.color * state.gains(0).detach()
     blank = image.color.new_zeros(*image.color.shape[:2], 1)  # a view without any hit
+    curve = split.tone_curve
     panels = [
-        target_to_loss_domain(target, hdr=False),
-        target_to_loss_domain(image.color, hdr=False),
-        target_to_loss_domain(image.extras.get("diffuse_albedo", blank), hdr=False).expand(
-            -1, -1, 3
-        ),
+        target_to_loss_domain(target, False, curve),
+        target_to_loss_domain(color, False, curve),
+        target_to_loss_domain(image.extras.get("diffuse_albedo", blank), False).expand(-1, -1, 3),
         image.extras.get("roughness", blank).expand(-1, -1, 3),
         normal_image(image.normals, image.mask.to(image.normals.dtype)),
     ]
@@ -265,7 +273,7 @@ def build_stage2(
     sdf = copy.deepcopy(stage1.sdf)
     encoded = _stage1_gamma_encoded(run_dir)
     materials = MaterialFields.from_stage1(
-        stage1.radiance, config.materials, stage1_gamma_encoded=encoded
+        stage1.radiance, config.materials, stage1_gamma_encoded=encoded, curve=config.tone_curve
     )
     return sdf.train(), materials.train()
 
@@ -276,8 +284,9 @@ def stage1_background(
     """What missed rays see in stage 2: stage 1's background, frozen, as linear radiance.
 
     None (black) when ``config.background`` is ``black`` or stage 1's background was black.
-    Stage 1 fits gamma-encoded colours by default, so its background ``B`` is decoded to
-    linear ``B^2.2`` here, the domain stage 2 renders in.
+    Stage 1 fits the photographs' encoded values by default, so its background ``B`` is decoded
+    to linear radiance here (``B^2.2``, or sRGB's curve: ``stage2.tone_curve``), the domain
+    stage 2 renders in.
     """
     if config.background == "black":
         return None
@@ -294,7 +303,7 @@ def stage1_background(
     def colour(origins: Tensor, directions: Tensor) -> Tensor:
         with torch.no_grad():
             value = model(origins, directions)
-        return value.clamp(0.0, 1.0) ** GAMMA if encoded else value
+        return decode(value, config.tone_curve) if encoded else value
 
     return colour
 
@@ -329,9 +338,11 @@ def train_stage2(
         raise IronError(
             f"{checkpoint} exists: pass --resume to continue it, or choose a new run folder"
         )
-    split = load_split(data_dir, "train", device, keep_8bit=True)  # decoded patch by patch
+    # decoded patch by patch
+    split = load_split(data_dir, "train", device, keep_8bit=True, curve=config.tone_curve)
     sdf, materials = build_stage2(run_dir, config, device)
     background = stage1_background(run_dir, config, device)
+    ambient, gains = photometric_models(config, len(split), background is not None, device)
     render = scene_render_config(config, split.cameras)
     masks = None  # from stage 1's surface, so that a resumed run draws the same patches
     if config.object_patch_fraction > 0:
@@ -346,12 +357,20 @@ def train_stage2(
         config = dataclasses.replace(config, iterations=int(saved["iterations"]))
         plan = read_plan(Path(run_dir) / STAGE_DIR)
     elif seconds is not None:
-        step_seconds = _step_seconds(split, sdf, materials, config, render, background, masks)
+        models = (ambient, gains)
+        step_seconds = _step_seconds(
+            split, sdf, materials, config, render, background, masks, models
+        )
         iterations = steps_for(seconds, step_seconds, MIN_STAGE2_ITERATIONS)
         config = scale_stage2_schedule(config, iterations / config.iterations)
         plan = StagePlan("stage 2", seconds, step_seconds, config.iterations)
         print(plan.line())
-    result = fit_stage2(split, sdf, materials, config, run_dir, resume, progress, background, masks)
+    result = fit_stage2(
+        split, sdf, materials, config, run_dir, resume, progress, background, masks, ambient, gains
+    )
+    report = photometric_report(ambient, gains, materials, split)
+    if report:
+        print(f"stage 2: {report}")
     if plan is not None:
         plan.actual_seconds += result.seconds
         plan.save(Path(run_dir) / STAGE_DIR)
@@ -366,18 +385,68 @@ def _step_seconds(
     render: SurfaceRenderConfig,
     background: BackgroundFn | None,
     masks: Tensor | None,
+    models: tuple[AmbientLight | None, CameraGains | None] = (None, None),
 ) -> float:
     """Mean time of a stage-2 step, measured on throw-away copies of the fields, optimisers
     and random generators (the run itself starts exactly as without the measurement)."""
-    sdf, materials = copy.deepcopy((sdf, materials))
+    sdf, materials, (ambient, gains) = copy.deepcopy((sdf, materials, models))
     generator = torch.Generator(device="cpu").manual_seed(config.seed)
-    probe = Stage2State(sdf, materials, make_optimizers(sdf, materials, config), generator)
+    optimizers = make_optimizers(sdf, materials, config, ambient, gains)
+    probe = Stage2State(sdf, materials, optimizers, generator, ambient=ambient, gains=gains)
     rng = torch.get_rng_state()
     seconds = mean_step_seconds(
         lambda: training_step(probe, split, config, render, background, masks), STAGE2_PROBE_STEPS
     )
     torch.set_rng_state(rng)
     return seconds
+
+
+def photometric_models(
+    config: Stage2Config, views: int, room_lit: bool, device: torch.device | str
+) -> tuple[AmbientLight | None, CameraGains | None]:
+    """The room's light and the camera gains this run fits (None: not modelled).
+
+    ``ambient="auto"`` turns the room's light on when ``room_lit``: when stage 1 found the room
+    around the object not dark (its photographs' borders above 2/255, which gives it a model of
+    the room). Light that reaches the room reaches the object too; in a dark room the flash is
+    the only light and the term would only have noise to fit.
+    """
+    use_ambient = config.ambient == "sh2" or (config.ambient == "auto" and room_lit)
+    ambient = AmbientLight().to(device) if use_ambient else None
+    gains = CameraGains(views).to(device) if config.exposure_gains else None
+    return ambient, gains
+
+
+def photometric_report(
+    ambient: AmbientLight | None, gains: CameraGains | None, materials: MaterialFields, split
+) -> str:
+    """One line on what the room's light and the gains came to (empty when neither is fitted):
+    the mean ambient irradiance as a share of the flash's at the median camera distance, the
+    gains' range."""
+    parts = []
+    if ambient is not None:
+        distance = float(split.cameras.centers.norm(dim=-1).median())
+        flash = float(materials.light_intensity.detach()) / distance**2
+        share = ambient.mean_irradiance().detach().cpu() / flash
+        parts.append(
+            "room light " + "/".join(f"{100 * float(v):.1f}" for v in share) + " % of the flash's"
+            f" irradiance at {distance:.2g} (RGB)"
+        )
+    if gains is not None:
+        values = gains.log_gains.detach().exp().cpu()
+        parts.append(f"camera gains {float(values.min()):.3f}-{float(values.max()):.3f}")
+    return "; ".join(parts)
+
+
+def load_ambient(run_dir: str | Path, device: torch.device | str) -> AmbientLight | None:
+    """The room's light a run fitted (None if it fitted none): rendering its held-out views."""
+    path = Path(run_dir) / STAGE_DIR / CHECKPOINT_NAME
+    state = load_checkpoint(path, device)
+    if "ambient" not in state:
+        return None
+    ambient = AmbientLight().to(device)
+    ambient.load_state_dict(state["ambient"])
+    return ambient.eval()
 
 
 def load_stage2(run_dir: str | Path, device: torch.device | str) -> tuple[SDFField, MaterialFields]:

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ironrender.data.tone_curve import DEFAULT_TONE_CURVE, check_curve
 from ironrender.fields.materials import MaterialConfig, paper_material_config
 from ironrender.rendering.edges import EdgeConfig
 from ironrender.rendering.surface_renderer import SurfaceRenderConfig
 from ironrender.training.losses import LossWeights
 
 STAGE2_BACKGROUNDS = ("stage1", "black")
+AMBIENT_MODES = ("off", "sh2", "auto")
+"""``Stage2Config.ambient``: no room light (IRON), spherical-harmonic irradiance
+(:mod:`ironrender.fields.ambient`), or the latter when the photographs' room is not dark."""
 
 
 @dataclass
@@ -32,6 +36,13 @@ class Stage2Config:
     background: str = "stage1"  # what missed rays see: stage 1's background model, or black
     object_patch_fraction: float = 0.0  # share of patches centred on the object (0: IRON)
     object_mask_size: int = 64  # longest side of the per-view object masks that guide them
+    # What the photographs hold besides the flash's light (beyond IRON; all off in `paper`):
+    tone_curve: str = DEFAULT_TONE_CURVE  # how the 8-bit files encode radiance: gamma2.2, srgb
+    ambient: str = "off"  # room light on the object: off, sh2, auto (sh2 if the room is lit)
+    exposure_gains: bool = False  # fit RGB gains per photograph (auto exposure/white balance)
+    gains_weight: float = 0.01  # weight of mean(log gain^2), which holds the gains near 1
+    lr_ambient: float = 1e-2  # the nine SH coefficients per channel
+    lr_gains: float = 2e-3  # the log gains (each photograph's are seen by few patches)
     eikonal_points: int = 0  # random points per step; 0 = half the patch's pixels (reference)
     # Burley diffuse in `fast` (measured better on the default capture; BENCHMARKS.md), Lambert in
     # `paper` (IRON's model).
@@ -55,6 +66,9 @@ class Stage2Config:
             raise ValueError(
                 f"background must be one of {STAGE2_BACKGROUNDS}, not {self.background!r}"
             )
+        if self.ambient not in AMBIENT_MODES:
+            raise ValueError(f"ambient must be one of {AMBIENT_MODES}, not {self.ambient!r}")
+        check_curve(self.tone_curve)
 
 
 def fast_stage2_config() -> Stage2Config:

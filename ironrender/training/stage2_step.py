@@ -10,12 +10,15 @@ import torch
 from torch import Tensor
 
 from ironrender.data.cameras import Cameras
-from ironrender.data.dataset import Split, linear_images
+from ironrender.data.dataset import Split
 from ironrender.data.images import GAMMA
+from ironrender.data.tone_curve import DEFAULT_TONE_CURVE, encode
+from ironrender.fields.ambient import AmbientLight
 from ironrender.fields.base import SDFField
 from ironrender.fields.materials import MaterialFields
 from ironrender.rendering.material_shader import MaterialShader
 from ironrender.rendering.surface_renderer import BackgroundFn, SurfaceRenderConfig, render_patch
+from ironrender.training.camera_gains import CameraGains
 from ironrender.training.losses import LossTerms, random_eikonal_points, stage2_loss
 from ironrender.training.schedules import learning_rate_factor
 from ironrender.training.stage2_config import Stage2Config
@@ -24,18 +27,21 @@ GAMMA_EPS = 1e-6
 """Added before ``x^(1/2.2)`` so the gamma curve's derivative stays finite at black (IRON)."""
 
 
-def to_loss_domain(linear: Tensor, hdr: bool) -> Tensor:
-    """Prediction in the domain the loss compares: linear for EXR, ``(x + eps)^(1/2.2)`` for LDR."""
+def to_loss_domain(linear: Tensor, hdr: bool, curve: str = DEFAULT_TONE_CURVE) -> Tensor:
+    """Prediction in the domain the loss compares: linear for EXR; for LDR the tone curve,
+    ``(x + eps)^(1/2.2)`` (IRON) or sRGB (finite slope at black), not clipped at white."""
     if hdr:
         return linear
-    return (linear.clamp_min(0.0) + GAMMA_EPS) ** (1.0 / GAMMA)
+    if curve == DEFAULT_TONE_CURVE:
+        return (linear.clamp_min(0.0) + GAMMA_EPS) ** (1.0 / GAMMA)
+    return encode(linear, curve, clip=False)
 
 
-def target_to_loss_domain(linear: Tensor, hdr: bool) -> Tensor:
-    """Photograph in the loss domain: for LDR the exact gamma-encoded pixel values ``v/255``."""
+def target_to_loss_domain(linear: Tensor, hdr: bool, curve: str = DEFAULT_TONE_CURVE) -> Tensor:
+    """Photograph in the loss domain: for LDR the exact encoded pixel values ``v/255``."""
     if hdr:
         return linear
-    return linear.clamp(0.0, 1.0) ** (1.0 / GAMMA)
+    return encode(linear, curve)
 
 
 @dataclass
@@ -49,9 +55,12 @@ class Stage2State:
     iteration: int = 0
     skipped_steps: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
+    ambient: AmbientLight | None = None  # the room's light (stage2.ambient)
+    gains: CameraGains | None = None  # per-photograph gains (stage2.exposure_gains)
 
     def state_dict(self) -> dict:
-        return {
+        extra = {name: m.state_dict() for name, m in self._photometric().items()}
+        return extra | {
             "iteration": self.iteration,
             "skipped_steps": self.skipped_steps,
             "history": self.history,
@@ -72,6 +81,12 @@ class Stage2State:
             optimizer.load_state_dict(state["optimizers"][name])
         self.generator.set_state(state["generator"].cpu())
         torch.set_rng_state(state["torch_rng"].cpu())
+        for name, module in self._photometric().items():
+            module.load_state_dict(state[name])
+
+    def _photometric(self) -> dict[str, torch.nn.Module]:
+        modules = {"ambient": self.ambient, "gains": self.gains}
+        return {name: module for name, module in modules.items() if module is not None}
 
 
 def _parameter_groups(named, lr: float, grid_factor: float) -> list[dict]:
@@ -90,9 +105,14 @@ def _parameter_groups(named, lr: float, grid_factor: float) -> list[dict]:
 
 
 def make_optimizers(
-    sdf: SDFField, materials: MaterialFields, config: Stage2Config
+    sdf: SDFField,
+    materials: MaterialFields,
+    config: Stage2Config,
+    ambient: AmbientLight | None = None,
+    gains: CameraGains | None = None,
 ) -> dict[str, torch.optim.Optimizer]:
-    """Three Adams, as the reference: SDF, materials (all three nets), light.
+    """Three Adams, as the reference: SDF, materials (all three nets), light; and a fourth for
+    the room's light and the camera gains when they are fitted.
 
     ``fused=True``: one kernel per tensor instead of a dozen; on the CPU it made the update of
     a dense-grid SDF (millions of features, every step) 7x faster (0.23 s -> 0.03 s).
@@ -101,11 +121,19 @@ def make_optimizers(
     factor = config.grid_lr_factor
     sdf_groups = _parameter_groups(sdf.named_parameters(), config.lr_sdf, factor)
     material_groups = _parameter_groups(material_named, config.lr_materials, factor)
-    return {
+    optimizers = {
         "sdf": torch.optim.Adam(sdf_groups, fused=True),
         "materials": torch.optim.Adam(material_groups, fused=True),
         "light": torch.optim.Adam([materials.log_light], lr=config.lr_light, fused=True),
     }
+    photometric = []
+    if ambient is not None:
+        photometric.append({"params": [ambient.coefficients], "lr": config.lr_ambient})
+    if gains is not None:
+        photometric.append({"params": [gains.log_gains], "lr": config.lr_gains})
+    if photometric:
+        optimizers["photometric"] = torch.optim.Adam(photometric, fused=True)
+    return optimizers
 
 
 def set_learning_rates(optimizers: dict[str, torch.optim.Optimizer], factor: float) -> None:
@@ -121,10 +149,12 @@ def set_learning_rates(optimizers: dict[str, torch.optim.Optimizer], factor: flo
 
 @dataclass
 class Patch:
-    """One training sample: the cropped camera and the photograph's pixels (P, P, 3) linear."""
+    """One training sample: the cropped camera, the photograph's pixels (P, P, 3) linear, and
+    which training view it is."""
 
     camera: Cameras
     target: Tensor
+    view: int
 
 
 def sample_patch(
@@ -152,7 +182,8 @@ def sample_patch(
     y0 = int(torch.randint(H - ph + 1, (1,), generator=generator))
     return Patch(
         split.cameras.crop(i, x0, y0, pw, ph),
-        linear_images(split.images[i, y0 : y0 + ph, x0 : x0 + pw]),
+        split.linear(split.images[i, y0 : y0 + ph, x0 : x0 + pw]),
+        i,
     )
 
 
@@ -170,7 +201,8 @@ def _object_patch(split: Split, size: int, generator: torch.Generator, masks: Te
     y0 = min(max(int(y) - ph // 2, 0), H - ph)
     return Patch(
         split.cameras.crop(i, x0, y0, pw, ph),
-        linear_images(split.images[i, y0 : y0 + ph, x0 : x0 + pw]),
+        split.linear(split.images[i, y0 : y0 + ph, x0 : x0 + pw]),
+        i,
     )
 
 
@@ -191,23 +223,27 @@ def training_step(
     patch = sample_patch(
         split, config.patch_size, state.generator, masks, config.object_patch_fraction
     )
-    shader = MaterialShader(state.materials)
+    shader = MaterialShader(state.materials, ambient=state.ambient)
     image = render_patch(
         state.sdf, shader, patch.camera, 0, render, edges=config.edges, background=background
     )
+    color = image.color if state.gains is None else image.color * state.gains(patch.view)
     pixels = image.color.shape[0] * image.color.shape[1]
     count = config.eikonal_points or pixels // 2
     points = random_eikonal_points(count, device, state.generator)
     random_gradients = state.sdf.with_gradients(points).gradients
     roughness = image.extras.get("roughness", image.color.new_zeros(*image.color.shape[:2], 1))
     terms = stage2_loss(
-        to_loss_domain(image.color, split.hdr),
-        target_to_loss_domain(patch.target, split.hdr),
+        to_loss_domain(color, split.hdr, split.tone_curve),
+        target_to_loss_domain(patch.target, split.hdr, split.tone_curve),
         image.mask,
         [random_gradients, image.eikonal_gradients],
         roughness,
         config.weights,
     )
+    if state.gains is not None:
+        terms.gains = state.gains.penalty()
+        terms.total = terms.total + config.gains_weight * terms.gains
     for optimizer in state.optimizers.values():
         optimizer.zero_grad(set_to_none=True)
     finite = bool(torch.isfinite(terms.total))

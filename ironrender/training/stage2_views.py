@@ -14,8 +14,9 @@ import torch
 from torch import Tensor
 
 from ironrender.data.cameras import Cameras
-from ironrender.data.dataset import Split, linear_images
+from ironrender.data.dataset import Split
 from ironrender.errors import IronError
+from ironrender.fields.ambient import AmbientLight
 from ironrender.fields.base import SDFField
 from ironrender.fields.materials import (
     MaterialFields,
@@ -49,6 +50,7 @@ def render_view(
     chunk_rows: int = 64,
     unit_light: bool = False,
     background: BackgroundFn | None = None,
+    ambient: AmbientLight | None = None,
 ) -> RenderedImage:
     """Render a full view for evaluation: no reparameterisation, no graphs, strips of rows.
 
@@ -57,7 +59,7 @@ def render_view(
     and only its own rows are kept. Returns a :class:`RenderedImage` without eikonal gradients.
     """
     render = render or SurfaceRenderConfig()
-    shader = MaterialShader(materials, unit_light=unit_light)
+    shader = MaterialShader(materials, unit_light=unit_light, ambient=ambient)
     W, H = cameras.width(index), cameras.height(index)
     strips: list[RenderedImage] = []
     with torch.no_grad():
@@ -147,7 +149,7 @@ def initial_light_intensity(
     predictions, targets, weights = [], [], []
     for i in views:
         image = render_view(sdf, materials, cameras, int(i), render, unit_light=True)
-        target = resize_image(linear_images(split.images[int(i)]), image.color.shape[:2])
+        target = resize_image(split.linear(split.images[int(i)]), image.color.shape[:2])
         predictions.append(image.color)
         targets.append(target)
         weights.append((image.mask[..., None] & (target < SATURATED)).to(target.dtype))

@@ -18,6 +18,7 @@ from torch import Tensor
 
 from ironrender.data.cameras import Cameras
 from ironrender.data.images import GAMMA
+from ironrender.data.tone_curve import DEFAULT_TONE_CURVE
 from ironrender.errors import IronError
 from ironrender.fields.base import SDFField
 from ironrender.fields.materials import MaterialsFn
@@ -45,7 +46,8 @@ class ViewRender:
 class TrainedModel:
     """What evaluation needs from a run, whatever stage produced it.
 
-    ``render(cameras, index) -> ViewRender`` of one full view under the capture's flash;
+    ``render(cameras, index) -> ViewRender`` of one full view under the capture's flash (and
+    the room's light, where the run fitted one; gain 1);
     ``materials_fn(points, unit normals) -> {diffuse_albedo, specular_albedo, roughness}`` (GGX
     alpha); ``light_intensity`` the flash intensity I those materials go with.
     """
@@ -57,6 +59,7 @@ class TrainedModel:
     stage: str = "stage2"
     diffuse_model: str = "lambert"  # the diffuse lobe the materials go with (rendering/brdf.py)
     notice: str = ""
+    tone_curve: str = DEFAULT_TONE_CURVE  # how the capture's 8-bit files encode radiance
 
 
 def load_trained_model(
@@ -94,6 +97,7 @@ def _load_stage2_model(
         CHECKPOINT_NAME,
         STAGE_DIR,
         Stage2Config,
+        load_ambient,
         load_stage2,
         stage1_background,
     )
@@ -103,12 +107,13 @@ def _load_stage2_model(
     path = run_dir / STAGE_DIR / CHECKPOINT_NAME
     config = from_dict(Stage2Config, load_checkpoint(path, "cpu")["config"], str(path))
     background = stage1_background(run_dir, config, device)  # what missed rays saw in training
+    ambient = load_ambient(run_dir, device)  # the room's light, never part of the materials
 
     def render(cameras: Cameras, index: int) -> ViewRender:
         settings = scene_render_config(config, cameras)
         image = render_view(
             sdf, materials, cameras, index, settings, edges=edges and config.edges,
-            chunk_rows=chunk_rows, background=background,
+            chunk_rows=chunk_rows, background=background, ambient=ambient,
         )  # fmt: skip
         return ViewRender(image.color, image.mask)
 
@@ -119,6 +124,7 @@ def _load_stage2_model(
         light_intensity=float(materials.light_intensity.detach()),
         stage="stage2",
         diffuse_model=config.materials.diffuse_model,
+        tone_curve=config.tone_curve,
     )
 
 

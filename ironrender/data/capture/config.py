@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from ironrender.data.capture.folding import FoldingConfig
@@ -32,6 +33,11 @@ class ImportConfig:
     keep_sfm_images: bool = False  # keep the staged photos in DATA/colmap/images
     overwrite: bool = False
     verbose: bool = False  # show COLMAP's own log
+    # Where the flash sits relative to the lens, in metres along the camera's axes (OpenCV: x
+    # right, y down, z forward), and how far the camera was from the object's centre (metres,
+    # typical), which converts metres to the dataset's units. None: the flash is in the lens.
+    flash_offset: tuple[float, float, float] | None = None
+    object_distance: float | None = None
     normalization: NormalizationConfig = field(default_factory=NormalizationConfig)
     folding: FoldingConfig = field(default_factory=FoldingConfig)
 
@@ -46,5 +52,13 @@ def validate(config: ImportConfig) -> None:
         )
     if not 0.0 <= config.test_fraction < 1.0:
         raise IronError(f"test fraction must be in [0, 1), not {config.test_fraction}")
+    if config.flash_offset is not None:
+        if config.object_distance is None or not config.object_distance > 0:
+            raise IronError(
+                "--flash-offset needs --object-distance: how far (in metres) the camera was from"
+                " the object's centre, which converts the offset to the dataset's units"
+            )
+        if not all(math.isfinite(x) for x in config.flash_offset):
+            raise IronError("the flash offset must be three finite numbers (metres)")
     if config.resolution < 0 or config.sfm_resolution <= 0:
         raise IronError("resolutions must be positive (resolution 0 keeps the photos' size)")

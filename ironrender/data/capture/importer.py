@@ -203,6 +203,7 @@ def import_photos(
             _t(K_out[index]),
             _t(w2c_n[index]),
             torch.tensor([out_size] * len(index), dtype=torch.long),
+            flash_in_scene_units(config, w2c_n, len(index)),
         )
         images = LazyImages([views.image_paths[i] for i in index], out_size)
         save_split(out, split, names, images, cameras)  # type: ignore[arg-type]  # lazy sequence
@@ -283,6 +284,21 @@ def _prepare_output(out: Path, overwrite: bool) -> None:
         raise IronError(f"{existing[0]} already exists; choose another folder or pass --overwrite")
     for folder in existing:
         shutil.rmtree(folder)
+
+
+def flash_in_scene_units(config: ImportConfig, w2c: np.ndarray, views: int) -> torch.Tensor | None:
+    """``config.flash_offset`` (metres) in the dataset's units, one row per view, or None.
+
+    The dataset's scale is the camera distance: the median distance of the normalized camera
+    centres from the object's centre stands for ``config.object_distance`` metres.
+    """
+    if config.flash_offset is None or config.object_distance is None:
+        return None
+    R, t = w2c[:, :3, :3], w2c[:, :3, 3]
+    centres = -np.einsum("nji,nj->ni", R, t)  # -R^T t
+    units_per_metre = float(np.median(np.linalg.norm(centres, axis=-1))) / config.object_distance
+    offset = torch.tensor(config.flash_offset, dtype=torch.float64) * units_per_metre
+    return offset.expand(views, 3).float()
 
 
 def _t(array: np.ndarray) -> torch.Tensor:
