@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from ironrender.data.cameras import Cameras, intrinsics_from_fov, look_at
 from ironrender.data.check import check_dataset
 from ironrender.data.dataset import load_split, save_split
 from ironrender.data.images import read_image, write_image
@@ -168,7 +169,23 @@ def _break_mixed_sizes(root):
     _edit_cameras(root / "train", edit)
 
 
+def _break_flash(root):
+    def edit(data):
+        data["1.png"]["flash"] = [0.0, 0.1]  # two numbers, not three
+
+    _edit_cameras(root / "train", edit)
+
+
+def _break_flash_inside(root):
+    def edit(data):
+        distance = np.linalg.norm(np.array(data["0.png"]["W2C"]).reshape(4, 4)[:3, 3])
+        data["0.png"]["flash"] = [0.0, 0.0, float(distance)]  # at the object's centre
+
+    _edit_cameras(root / "test", edit)
+
+
 BREAKAGES = {
+    "bad-flash": _break_flash,
     "camera-without-image": _break_missing_image,
     "unreadable-image": _break_unreadable,
     "size-mismatch": _break_size,
@@ -182,6 +199,44 @@ BREAKAGES = {
     "duplicate-key": _break_duplicate_key,
     "mixed-sizes": _break_mixed_sizes,
 }
+
+
+def test_flash_inside_the_sphere_is_refused(scene):
+    _break_flash_inside(scene)
+    problems = [p for p in check_dataset(scene) if p.fatal]
+    assert [p.kind for p in problems] == ["bad-flash"], problems
+    assert "inside the unit sphere" in problems[0].message
+
+
+def test_flash_positions_round_trip_and_survive_crops_and_scaling(tmp_path, rng):
+    """``"flash"`` in the camera file: written only when off the lens, read back exactly, and
+    carried by every camera edit; the world position is ``C2W (flash, 1)``."""
+    from ironrender.data.camera_file import read_camera_dict
+
+    images = rng.random((3, 12, 16, 3), dtype=np.float32)
+    w2c = look_at(torch.tensor([[0.0, 0.0, 3.0], [3.0, 0.0, 0.0], [0.0, 3.0, 0.5]]),
+                  torch.zeros(3), torch.tensor([0.0, 1.0, 0.0]))  # fmt: skip
+    K = intrinsics_from_fov(16, 12, 50.0).expand(3, 3, 3)
+    flash = torch.tensor([[0.0, -0.25, 0.0], [0.1, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    cameras = Cameras(K, w2c, torch.tensor([[16, 12]] * 3), flash)
+    names = ["0.png", "1.png", "2.png"]
+    save_split(tmp_path, "train", names, images, cameras)
+    entries = read_camera_dict(tmp_path / "train" / "cam_dict_norm.json")
+    assert entries["0.png"]["flash"] == [0.0, -0.25, 0.0]
+    loaded = load_split(tmp_path, "train").cameras
+    torch.testing.assert_close(loaded.flash, flash)
+    assert not loaded.colocated
+    world = (loaded.c2w[:, :3, :3] @ flash[..., None])[..., 0] + loaded.centers
+    torch.testing.assert_close(loaded.flash_positions, world)
+    torch.testing.assert_close(loaded.crop(1, 2, 3, 8, 6).flash_positions, world[1:2])
+    torch.testing.assert_close(loaded.scaled(0.5).flash_positions, world)
+    torch.testing.assert_close(loaded[2].flash_positions, loaded[2].centers)
+    # A capture without the key: IRON's co-located flash, and nothing written for it.
+    save_split(tmp_path / "plain", "train", names, images, Cameras(K, w2c, cameras.sizes))
+    assert "flash" not in read_camera_dict(tmp_path / "plain/train/cam_dict_norm.json")["0.png"]
+    plain = load_split(tmp_path / "plain", "train").cameras
+    assert plain.colocated and plain.flash is None
+    torch.testing.assert_close(plain.flash_positions, plain.centers)
 
 
 @pytest.mark.parametrize("kind", sorted(BREAKAGES))

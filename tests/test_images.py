@@ -22,6 +22,33 @@ def test_png_is_written_gamma_encoded(tmp_path):
     assert value == round(255 * 0.25 ** (1 / 2.2))
 
 
+def test_srgb_curve_is_iec_61966_and_inverts_exactly(tmp_path):
+    """sRGB against the standard's own numbers, both ways, and through the 8-bit files."""
+    from ironrender.data.tone_curve import decode, encode, linear_of_8bit
+
+    linear = np.array([0.0, 0.0031308, 0.01, 0.18, 0.5, 1.0])
+    expected = [0.0, 0.04045, 0.0998528, 0.4613561, 0.7353570, 1.0]
+    np.testing.assert_allclose(encode(linear, "srgb"), expected, atol=2e-6)
+    np.testing.assert_allclose(decode(encode(linear, "srgb"), "srgb"), linear, atol=1e-9)
+    table = linear_of_8bit("srgb")
+    values = np.arange(256)
+    np.testing.assert_array_equal(np.round(255 * encode(table, "srgb")), values)
+    assert table[10] == pytest.approx(10 / 255 / 12.92) and table[10] > 3.5 * (10 / 255) ** 2.2
+    # Files: written and read with the curve, 8-bit values exactly as the table says.
+    write_image(tmp_path / "s.png", np.full((2, 2, 3), 0.18, np.float32), curve="srgb")
+    assert np.asarray(Image.open(tmp_path / "s.png"))[0, 0, 0] == round(255 * 0.4613561)
+    read = read_image(tmp_path / "s.png", curve="srgb")
+    np.testing.assert_array_equal(read, table[round(255 * 0.4613561)])
+    # torch agrees with numpy, and the loss's unclipped encoding has a finite slope at 0
+    import torch
+
+    x = torch.tensor([0.0, 0.002, 0.3, 1.4], requires_grad=True)
+    y = encode(x, "srgb", clip=False)
+    y.sum().backward()
+    np.testing.assert_allclose(y.detach().numpy()[:3], encode(x.detach().numpy(), "srgb")[:3])
+    assert y[3] > 1.0 and torch.isfinite(x.grad).all() and x.grad[0] == pytest.approx(12.92)
+
+
 def test_exr_is_real_openexr_and_linear(tmp_path, rng):
     data = rng.random((4, 5, 3), dtype=np.float32) * 7.0  # HDR values above 1 survive
     write_image(tmp_path / "c.exr", data)

@@ -481,6 +481,8 @@ def test_cameras_above_min_elevation_cover_the_cap() -> None:
 
 def test_nuisance_options_are_validated(tmp_path: Path) -> None:
     bad = [{"room": "bright"}, {"support_albedo": 0.9}, {"min_elevation": 90.0}]
+    bad += [{"tone_curve": "log"}, {"flash_offset": (0.0, 2.5, 0.0)}, {"ambient": -0.1}]
+    bad += [{"exposure_jitter": 1.0}, {"noise": -1.0}, {"jpeg_quality": 101}]
     for options in bad:
         with pytest.raises(IronError):
             synthesize(SynthConfig(**options), tmp_path / "out", progress=False)
@@ -537,3 +539,126 @@ def test_bad_inputs_raise_one_line_iron_errors(tmp_path: Path) -> None:
     with pytest.raises(IronError, match="roughness map not found"):
         _cli([str(tmp_path / "d"), "--roughness-map", str(tmp_path / "none.png"), "--quiet"])
     assert not (tmp_path / "b").exists()  # nothing written before the inputs are validated
+
+
+# ------------------------------------------------------------------------------ camera and room
+OFFSET_DEGREES = 8.0
+
+
+@pytest.fixture(scope="module")
+def offset_scene(tmp_path_factory) -> Path:
+    from ironrender.data.synth import flash_offset_for_angle
+
+    config = SynthConfig(
+        views=4, test_views=N_TEST, resolution=RESOLUTION, spp=16, relight=False,
+        flash_offset=flash_offset_for_angle(OFFSET_DEGREES, 3.0),
+    )  # fmt: skip
+    return synthesize(config, tmp_path_factory.mktemp("offset") / "spot", progress=False)
+
+
+def _surface_samples(scene: Path, split: str):
+    """Per view: (hit points, unit normals, uv, linear pixel values) at smooth interior pixels,
+    found by our own ray-mesh intersection, and the split's cameras."""
+    mesh = _read_obj(scene / "gt" / "mesh.obj")
+    data = load_split(scene, split, linear=True)
+    for i, name in enumerate(data.names):
+        full = _mask(scene, split, name) == 1
+        interior = full.copy()
+        for dy in (-1, 0, 1):
+            for dx in (-1, 0, 1):
+                interior &= np.roll(np.roll(full, dy, 0), dx, 1)
+        js, is_ = np.nonzero(interior)
+        pixels = torch.from_numpy(np.stack([is_ + 0.5, js + 0.5], -1)).float()
+        rays = data.cameras.generate_rays(torch.full((len(pixels),), i), pixels)
+        origins, directions = rays.origins.double().numpy(), rays.directions.double().numpy()
+        tri_index, bary = _intersect(origins, directions, mesh)
+        corners = mesh["f"][tri_index]
+        hits = np.einsum("nk,nkd->nd", bary, mesh["v"][corners])
+        normal = np.einsum("nk,nkd->nd", bary, mesh["vn"][corners])
+        normal /= np.linalg.norm(normal, axis=-1, keepdims=True)
+        uv = np.einsum("nk,nkd->nd", bary, mesh["vt"][corners])
+        yield i, data.cameras, hits, normal, uv, data.images[i].numpy()[js, is_]
+
+
+def test_offset_flash_lights_from_where_the_camera_file_says(offset_scene: Path) -> None:
+    """A flash 8 degrees above the lens: the pixels are the general point-light BRDF (validated
+    against Mitsuba in test_brdf.py) lit from ``C2W flash``, not from the camera centre."""
+    from ironrender.rendering.brdf import GGXMaterial, shade_point_light
+
+    light = json.loads((offset_scene / "gt" / "light.json").read_text())
+    base = read_image(offset_scene / "gt" / "diffuse_albedo.exr")
+    alpha = read_image(offset_scene / "gt" / "roughness.exr")[..., :1]
+    f0 = read_image(offset_scene / "gt" / "specular_albedo.exr")[..., :1]
+    errors: dict[str, list] = {"flash": [], "centre": []}
+    for i, cameras, hits, normal, uv, measured in _surface_samples(offset_scene, "test"):
+        expected_flash = cameras.c2w[i, :3, :3] @ torch.tensor(light["camera_and_room"][
+            "flash_offset_camera"]) + cameras.centers[i]  # fmt: skip
+        torch.testing.assert_close(cameras.flash_positions[i], expected_flash)
+        eye = cameras.centers[i].double()
+        view = torch.nn.functional.normalize(eye - torch.from_numpy(hits), dim=-1)
+        keep = (torch.from_numpy(normal) * view).sum(-1).numpy() > 0.3
+        material = GGXMaterial(
+            torch.from_numpy(_bilinear(base, uv[keep])),
+            torch.from_numpy(_bilinear(f0, uv[keep])),
+            torch.from_numpy(_bilinear(alpha, uv[keep])),
+        )
+        for name, position in (("flash", cameras.flash_positions[i]), ("centre", eye)):
+            predicted = shade_point_light(
+                material, torch.from_numpy(normal[keep]), torch.from_numpy(hits[keep]),
+                position.double().expand(int(keep.sum()), 3), view[keep], light["intensity"],
+                "burley",
+            ).radiance.numpy()  # fmt: skip
+            errors[name].append(np.abs(measured[keep] - predicted) / predicted)
+    flash, centre = (np.median(np.concatenate(errors[k])) for k in ("flash", "centre"))
+    print(f"median relative error: light at the flash {flash:.4f}, at the camera {centre:.4f}")
+    assert flash < 0.01
+    assert centre > 3 * flash  # the offset is visible in the pixels
+
+
+@pytest.fixture(scope="module")
+def camera_scenes(tmp_path_factory) -> tuple[Path, Path]:
+    """The same capture developed by a clean camera and by an automatic phone camera."""
+    root = tmp_path_factory.mktemp("camera")
+    common = dict(
+        views=6, test_views=2, resolution=RESOLUTION, spp=16, relight=False, ambient=0.05,
+        tone_curve="srgb",
+    )  # fmt: skip
+    clean = synthesize(SynthConfig(**common), root / "clean", progress=False)
+    phone = SynthConfig(**common, exposure_jitter=0.15, noise=0.02, jpeg_quality=90)
+    return clean, synthesize(phone, root / "phone", progress=False)
+
+
+def test_room_light_gains_noise_srgb_and_jpeg(camera_scenes) -> None:
+    from ironrender.data.tone_curve import encode
+
+    clean, phone = camera_scenes
+    light = json.loads((phone / "gt" / "light.json").read_text())["camera_and_room"]
+    assert not [p for p in check_dataset(phone) if p.fatal]
+    # sRGB: the test PNGs are the sRGB encoding of their linear twins.
+    for name in sorted((clean / "test" / "image").glob("*.png")):
+        png = np.asarray(Image.open(name), dtype=np.float64)
+        twin = read_image(name.with_suffix(".exr"))
+        np.testing.assert_array_equal(png, np.round(255 * encode(twin, "srgb")))
+    # The room: uniform light of radiance L, visible where no surface is (the border).
+    border = _border(read_image(clean / "test" / "image" / "000.exr")[..., 0])
+    exposure = json.loads((clean / "gt" / "light.json").read_text())["exposure"]
+    np.testing.assert_allclose(border, light["ambient_radiance"], rtol=1e-4)
+    assert light["ambient_radiance"] == pytest.approx(
+        0.05 * exposure / (math.pi * 3.0**2), rel=1e-6
+    )
+    # Gains and noise: each training photo is gain x clean, plus s sqrt(x) noise.
+    gains = np.asarray(light["train_gains"])
+    assert gains.shape == (6, 3) and np.ptp(gains) > 0.05 and np.abs(gains - 1).max() <= 0.15
+    for i in range(6):
+        truth = read_image(clean / "train" / "image" / f"{i:03d}.exr")
+        developed = read_image(phone / "train" / "image" / f"{i:03d}.exr")
+        expected = gains[i] * truth
+        bright = truth > 0.05
+        residual = (developed - expected)[bright] / np.sqrt(expected[bright])
+        assert abs(residual.mean()) < 3 * 0.02 / np.sqrt(bright.sum())
+        assert residual.std() == pytest.approx(0.02, rel=0.1)
+        # JPEG at quality 90, decoded by sRGB: close to what was developed (PSNR > 30 dB).
+        assert (phone / "train" / "image" / f"{i:03d}.jpg").read_bytes()[:2] == b"\xff\xd8"
+        jpeg = read_image(phone / "train" / "image" / f"{i:03d}.jpg", curve="srgb")
+        mse = np.mean((encode(jpeg, "srgb") - encode(developed, "srgb")) ** 2)
+        assert 10 * np.log10(1 / mse) > 30
