@@ -102,6 +102,23 @@ def without_flash_keys(data: Path, work: Path) -> Path:
     return copy
 
 
+def share_stage1(source: Path, run: Path, data: Path, overrides: list[str]) -> None:
+    """A new run folder holding ``source``'s stage 1, its configuration with ``overrides``, and
+    a progress record that says stage 1 is done (``iron run`` then starts at stage 2)."""
+    from ironrender.config import apply_overrides, from_dict, save
+    from ironrender.run_config import RunConfig
+    from ironrender.run_folder import CONFIG_FILE, PROGRESS_FILE
+
+    saved = json.loads((source / CONFIG_FILE).read_text())
+    config = apply_overrides(from_dict(RunConfig, saved), list(overrides))
+    run.mkdir(parents=True)
+    shutil.copytree(source / "stage1", run / "stage1")
+    save(config, run / CONFIG_FILE)
+    done = json.loads((source / PROGRESS_FILE).read_text())["done"]
+    progress = {"done": {"stage1": done["stage1"]}, "data": str(data.resolve())}
+    (run / PROGRESS_FILE).write_text(json.dumps(progress, indent=2))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("case", choices=sorted(CASES))
@@ -109,6 +126,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--work", type=Path, default=Path("/tmp/ironrender-bench/nuisances"))
     parser.add_argument("--from-run", type=Path, default=None, help="record a finished run")
+    parser.add_argument(
+        "--stage1-from",
+        type=Path,
+        default=None,
+        help="start from this run's stage 1 (the remedies act in stage 2 only, so a with-remedy"
+        " run of the same capture would train exactly the same stage 1)",
+    )
     parser.add_argument("--no-write", action="store_true", help="do not append to BENCHMARKS.md")
     args = parser.parse_args(argv)
 
@@ -120,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         overrides = [o for name in CASES[args.case] for o in REMEDIES[name]] + overrides
     load_before = os.getloadavg()[0]
     run = args.from_run or args.work / "runs" / f"{args.case}-{args.variant}-{int(time.time())}"
+    if args.from_run is None and args.stage1_from is not None:
+        share_stage1(args.stage1_from, run, data, overrides)
     if args.from_run is None:
         command = [sys.executable, "-m", "ironrender", "run", str(data), str(run), *RUN]
         subprocess.run([*command, *(f"--set={o}" for o in overrides)], check=True)

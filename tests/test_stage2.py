@@ -28,8 +28,8 @@ from ironrender.training.stage2 import (
     STAGE_DIR,
     Stage2Config,
     fit_stage2,
-    photometric_models,
 )
+from ironrender.training.stage2_photometric import photometric_models
 from ironrender.training.stage2_step import target_to_loss_domain, to_loss_domain
 from ironrender.training.stage2_views import (
     initial_light_intensity,

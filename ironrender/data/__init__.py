@@ -1,7 +1,8 @@
 """Data: what a capture is on disk and in memory, with no knowledge of fields or training.
 
 ===================  ==========================================================================
-``images``           reading and writing images as linear radiance (PNG/JPEG gamma, EXR)
+``tone_curve``       how 8-bit files encode radiance: gamma 2.2 (IRON) or sRGB
+``images``           reading and writing images as linear radiance (PNG/JPEG, EXR)
 ``cameras``          pinhole cameras and rays (OpenCV axes), the capture's up direction
 ``camera_file``      ``cam_dict_norm.json``: names, reader, writer, cameras without images
 ``check``            dataset validation, one line per problem (``iron check``, every loader)

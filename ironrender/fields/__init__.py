@@ -7,6 +7,7 @@
 ``radiance``    stage 1's colour network (stage 2's diffuse albedo starts from it)
 ``background``  the room behind the object, outside the unit sphere (NeRF++-style)
 ``materials``   stage 2's neural materials and flash intensity; the material-function type
+``ambient``     a dim room's light on the object: order-2 spherical-harmonic irradiance
 ``level_set``   the SDF's zero level set as a triangle mesh (marching cubes)
 ==============  ===============================================================================
 """

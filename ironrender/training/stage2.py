@@ -64,6 +64,7 @@ from ironrender.training.stage2_config import (
     fast_stage2_config,
     paper_stage2_config,
 )
+from ironrender.training.stage2_photometric import photometric_models, photometric_report
 from ironrender.training.stage2_step import (
     Stage2State,
     make_optimizers,
@@ -399,54 +400,6 @@ def _step_seconds(
     )
     torch.set_rng_state(rng)
     return seconds
-
-
-def photometric_models(
-    config: Stage2Config, views: int, room_lit: bool, device: torch.device | str
-) -> tuple[AmbientLight | None, CameraGains | None]:
-    """The room's light and the camera gains this run fits (None: not modelled).
-
-    ``ambient="auto"`` turns the room's light on when ``room_lit``: when stage 1 found the room
-    around the object not dark (its photographs' borders above 2/255, which gives it a model of
-    the room). Light that reaches the room reaches the object too; in a dark room the flash is
-    the only light and the term would only have noise to fit.
-    """
-    use_ambient = config.ambient == "sh2" or (config.ambient == "auto" and room_lit)
-    ambient = AmbientLight().to(device) if use_ambient else None
-    gains = CameraGains(views).to(device) if config.exposure_gains else None
-    return ambient, gains
-
-
-def photometric_report(
-    ambient: AmbientLight | None, gains: CameraGains | None, materials: MaterialFields, split
-) -> str:
-    """One line on what the room's light and the gains came to (empty when neither is fitted):
-    the mean ambient irradiance as a share of the flash's at the median camera distance, the
-    gains' range."""
-    parts = []
-    if ambient is not None:
-        distance = float(split.cameras.centers.norm(dim=-1).median())
-        flash = float(materials.light_intensity.detach()) / distance**2
-        share = ambient.mean_irradiance().detach().cpu() / flash
-        parts.append(
-            "room light " + "/".join(f"{100 * float(v):.1f}" for v in share) + " % of the flash's"
-            f" irradiance at {distance:.2g} (RGB)"
-        )
-    if gains is not None:
-        values = gains.log_gains.detach().exp().cpu()
-        parts.append(f"camera gains {float(values.min()):.3f}-{float(values.max()):.3f}")
-    return "; ".join(parts)
-
-
-def load_ambient(run_dir: str | Path, device: torch.device | str) -> AmbientLight | None:
-    """The room's light a run fitted (None if it fitted none): rendering its held-out views."""
-    path = Path(run_dir) / STAGE_DIR / CHECKPOINT_NAME
-    state = load_checkpoint(path, device)
-    if "ambient" not in state:
-        return None
-    ambient = AmbientLight().to(device)
-    ambient.load_state_dict(state["ambient"])
-    return ambient.eval()
 
 
 def load_stage2(run_dir: str | Path, device: torch.device | str) -> tuple[SDFField, MaterialFields]:

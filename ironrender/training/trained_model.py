@@ -97,17 +97,18 @@ def _load_stage2_model(
         CHECKPOINT_NAME,
         STAGE_DIR,
         Stage2Config,
-        load_ambient,
         load_stage2,
         stage1_background,
     )
+    from ironrender.training.stage2_photometric import ambient_from_checkpoint
     from ironrender.training.stage2_views import render_view, scene_render_config
 
     sdf, materials = load_stage2(run_dir, device)
     path = run_dir / STAGE_DIR / CHECKPOINT_NAME
-    config = from_dict(Stage2Config, load_checkpoint(path, "cpu")["config"], str(path))
+    state = load_checkpoint(path, "cpu")
+    config = from_dict(Stage2Config, state["config"], str(path))
     background = stage1_background(run_dir, config, device)  # what missed rays saw in training
-    ambient = load_ambient(run_dir, device)  # the room's light, never part of the materials
+    ambient = ambient_from_checkpoint(state, device)  # the room's light, never in the materials
 
     def render(cameras: Cameras, index: int) -> ViewRender:
         settings = scene_render_config(config, cameras)
