@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         "–" if args.case == "clean" else args.variant,
         " ".join(f"`{o}`" for o in overrides) or "–",
         f"{sum(seconds.values()):.0f}",
-        f"{load_before:.1f} / {load_after:.1f}",
+        "not measured" if args.from_run else f"{load_before:.1f} / {load_after:.1f}",
         cell("chamfer_percent", "{:.3f}"),
         cell("psnr"),
         cell("albedo_psnr"),
