@@ -52,6 +52,8 @@ class MaterialShader:
                 material, hit.normals, hit.points, light_positions, hit.view_dirs, intensity, model
             )
         radiance = shading.radiance
+        if hit.light_visibility is not None:  # a flash beside the lens: its shadows
+            radiance = radiance * hit.light_visibility
         if self.ambient is not None and not self.unit_light:
             radiance = radiance + self.ambient.radiance(sample.diffuse_albedo, hit.normals)
         if len(hit) == 0:

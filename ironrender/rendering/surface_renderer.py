@@ -56,6 +56,7 @@ from ironrender.rendering.surface import (
     SurfaceHit,
     TraceResult,
     differentiable_hits,
+    light_visibility,
     sphere_trace,
 )
 
@@ -81,6 +82,9 @@ BackgroundFn = Callable[[Tensor, Tensor], Tensor]
 class SurfaceRenderConfig:
     trace: SphereTraceConfig = field(default_factory=SphereTraceConfig)
     edges: EdgeConfig = field(default_factory=EdgeConfig)
+    # A flash beside the lens casts shadows the camera sees: trace a shadow ray per shaded
+    # point (no effect for IRON's flash in the lens, which casts none the camera can see).
+    shadows: bool = True
 
 
 @dataclass
@@ -229,6 +233,10 @@ def _shade_traced(
     hits = differentiable_hits(
         sdf, origins, directions, trace, config.trace.min_cos, differentiable=training
     )
+    if config.shadows and not light.colocated and len(hits) > 0:
+        hits.light_visibility = light_visibility(
+            sdf, hits.points.detach(), hits.normals.detach(), light.position, config.trace
+        )
     grad_mode = contextlib.nullcontext() if training else torch.no_grad()
     with grad_mode:
         shaded = shade(hits, light.position.expand(len(hits), 3), light.colocated)
