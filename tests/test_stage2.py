@@ -241,7 +241,10 @@ def test_camera_gains_and_room_light_are_recovered(tmp_path):
     names = [f"{i}.exr" for i in range(len(cameras))]
     save_split(tmp_path, "train", names, photos.astype(np.float32), cameras)
     split = load_split(tmp_path, "train")
-    config = small_config(iterations=200, ambient="sh2", exposure_gains=True, lr_gains=1e-2)
+    # Faster rates than a full run's (1000+ steps): 200 steps here.
+    config = small_config(
+        iterations=200, ambient="sh2", exposure_gains=True, lr_gains=1e-2, lr_ambient=1e-2
+    )
     ambient, gains = photometric_models(config, len(split), True, "cpu")
     sdf, materials = starting_point()
     fit_stage2(split, sdf, materials, config, progress=False, ambient=ambient, gains=gains)
