@@ -423,3 +423,20 @@ def test_large_capture_benchmark(tmp_path):
     assert result.rotation_deg.max() < ROTATION_TOLERANCE_DEG
     assert result.center_error.max() < CENTER_TOLERANCE
     assert not report.folding.suspicious
+
+
+def test_flash_offset_in_metres_becomes_scene_units():
+    """``--flash-offset`` (metres) scaled by the camera distance: cameras 2 units from the
+    object's centre that stood 0.4 m away make 10 cm half a unit; validation needs the distance."""
+    from ironrender.data.capture.config import validate
+    from ironrender.data.capture.importer import flash_in_scene_units
+
+    eyes = torch.tensor([[2.0, 0.0, 0.0], [0.0, 0.0, 2.0], [0.0, 2.0, 0.1]])
+    w2c = look_at(eyes, torch.zeros(3), torch.tensor([0.0, 1.0, 0.0])).double().numpy()
+    config = ImportConfig(flash_offset=(0.0, -0.1, 0.02), object_distance=0.4)
+    validate(config)
+    flash = flash_in_scene_units(config, w2c, 5)
+    torch.testing.assert_close(flash, torch.tensor([[0.0, -0.5, 0.1]]).expand(5, 3))
+    assert flash_in_scene_units(ImportConfig(), w2c, 5) is None
+    with pytest.raises(IronError, match="object-distance"):
+        validate(ImportConfig(flash_offset=(0.0, 0.01, 0.0)))
