@@ -29,7 +29,7 @@ from ironrender.training.stage2 import (
     Stage2Config,
     fit_stage2,
 )
-from ironrender.training.stage2_photometric import photometric_models
+from ironrender.training.stage2_photometric import learned_flash, photometric_models
 from ironrender.training.stage2_step import target_to_loss_domain, to_loss_domain
 from ironrender.training.stage2_views import (
     initial_light_intensity,
@@ -62,11 +62,15 @@ def scene_cameras(n: int = 8) -> Cameras:
     return Cameras(K, w2c, torch.tensor([[SIZE, SIZE]] * n))
 
 
-def render_sphere_reference(cameras: Cameras, coverage=None, light: float = LIGHT) -> np.ndarray:
+def render_sphere_reference(
+    cameras: Cameras, coverage=None, light: float = LIGHT, flash=(0.0, 0.0, 0.0)
+) -> np.ndarray:
     """Independent renderer: exact sphere hits, numpy GGX, box-filtered 4x4 sub-pixel samples.
 
     With ``light=0`` and ``coverage`` given, returns each pixel's share of the sphere instead
-    (``coverage`` times the covered fraction)."""
+    (``coverage`` times the covered fraction). ``flash``: the light's position in camera
+    coordinates; off the lens the general GGX applies (half vector, G1(n.l) G1(n.v); Fresnel
+    taken as F0, within 0.1 % of it for the few degrees used here)."""
     images = []
     offsets = (np.arange(SUPERSAMPLING) + 0.5) / SUPERSAMPLING
     for i in range(len(cameras)):
@@ -85,14 +89,23 @@ def render_sphere_reference(cameras: Cameras, coverage=None, light: float = LIGH
                 t = -b - np.sqrt(np.clip(disc, 0, None))
                 x = o + t[..., None] * d
                 n = x / RADIUS
-                to_light = o - x
+                c2w = cameras.c2w[i].double().numpy()
+                to_light = c2w[:3, :3] @ np.asarray(flash) + c2w[:3, 3] - x
                 dist2 = (to_light**2).sum(-1)
-                c = np.clip((n * to_light).sum(-1) / np.sqrt(dist2), 1e-5, 1.0)
+                l_dir = to_light / np.sqrt(dist2)[..., None]
+                v_dir = (o - x) / np.linalg.norm(o - x, axis=-1, keepdims=True)
+                h = l_dir + v_dir
+                h /= np.linalg.norm(h, axis=-1, keepdims=True)
+                c = np.clip((n * l_dir).sum(-1), 1e-5, 1.0)
+                cv = np.clip((n * v_dir).sum(-1), 1e-5, 1.0)
+                ch = np.clip((n * h).sum(-1), 0.0, 1.0)
                 a2 = ROUGHNESS**2
-                D = a2 / (np.pi * (c * c * (a2 - 1) + 1) ** 2)
-                tan2 = (1 - c * c) / (c * c)
-                G1 = 2 / (1 + np.sqrt(1 + a2 * tan2))
-                f_r = ALBEDO / np.pi + (SPECULAR * D * G1**2 / (4 * c * c))[..., None]
+                D = a2 / (np.pi * (ch * ch * (a2 - 1) + 1) ** 2)
+
+                def g1(k, a2=a2):
+                    return 2 / (1 + np.sqrt(1 + a2 * (1 - k * k) / (k * k)))
+
+                f_r = ALBEDO / np.pi + (SPECULAR * D * g1(c) * g1(cv) / (4 * c * cv))[..., None]
                 radiance = (light / dist2 * c)[..., None] * f_r
                 if coverage is not None and light == 0.0:
                     radiance = np.broadcast_to(np.asarray(coverage, dtype=float), f_r.shape)
@@ -217,6 +230,29 @@ def test_resume_reproduces_uninterrupted_run(sphere_scene, tmp_path, photometric
     if photometric:  # and they did change
         assert float(models_c[1].log_gains.detach().abs().max()) > 0
         assert float(models_c[0].coefficients.detach().abs().max()) > 0
+
+
+TRUE_FLASH = (0.0, -0.3, 0.0)  # 7 degrees above the lens, seen from the sphere
+
+
+def test_flash_offset_is_learnt_when_the_camera_file_has_none(tmp_path):
+    """Photographs lit from 7 degrees above the lens, a camera file that does not say so:
+    ``flash=learn`` finds the offset across the optical axis (within 0.03 of 0.3). Along the
+    axis the light is seen only through ``1 / d^2``, which the flash intensity absorbs
+    (measured: z 0.13 where the truth is 0), so that component is not asserted."""
+    cameras = scene_cameras()
+    photos = render_sphere_reference(cameras, flash=TRUE_FLASH)
+    names = [f"{i}.exr" for i in range(len(cameras))]
+    save_split(tmp_path, "train", names, photos, cameras)  # no flash in the camera file
+    split = load_split(tmp_path, "train")
+    assert split.cameras.colocated
+    config = small_config(iterations=300, flash="learn", lr_flash=1e-2)
+    flash = learned_flash(config, split, "cpu")
+    sdf, materials = starting_point()
+    fit_stage2(split, sdf, materials, config, progress=False, flash=flash)
+    found = flash.offset.detach().numpy()
+    print(f"learnt flash offset {found} for {TRUE_FLASH}")
+    np.testing.assert_allclose(found[:2], TRUE_FLASH[:2], atol=0.03)
 
 
 # Gains of the photographs of view i (geometric mean 1: the scale stays the flash's) and a room

@@ -56,6 +56,7 @@ from ironrender.interrupts import StopRequests
 from ironrender.rendering.surface_renderer import BackgroundFn, SurfaceRenderConfig
 from ironrender.training.camera_gains import CameraGains
 from ironrender.training.checkpoint import load_checkpoint, save_checkpoint
+from ironrender.training.flash_offset import FlashOffset
 from ironrender.training.runlog import RunLog, normal_image, write_panels
 from ironrender.training.stage2_config import (
     STAGE2_BACKGROUNDS,
@@ -64,7 +65,11 @@ from ironrender.training.stage2_config import (
     fast_stage2_config,
     paper_stage2_config,
 )
-from ironrender.training.stage2_photometric import photometric_models, photometric_report
+from ironrender.training.stage2_photometric import (
+    learned_flash,
+    photometric_models,
+    photometric_report,
+)
 from ironrender.training.stage2_step import (
     Stage2State,
     make_optimizers,
@@ -134,13 +139,15 @@ def fit_stage2(
     masks: Tensor | None = None,
     ambient: AmbientLight | None = None,
     gains: CameraGains | None = None,
+    flash: FlashOffset | None = None,
 ) -> Stage2Result:
     """Optimise ``sdf`` and ``materials`` (in place) on ``split``; see the module docstring.
 
     ``background`` colours the rays that miss (:func:`stage1_background`); None: black.
     ``masks`` (N, h, w) where the object is (:func:`object_masks`) for patch sampling.
     ``ambient`` (the room's light) and ``gains`` (one per photograph) are fitted with the
-    materials when given (:func:`photometric_models`).
+    materials when given (:func:`photometric_models`), and so is a ``flash`` offset
+    (:func:`~ironrender.training.stage2_photometric.learned_flash`).
     With ``run_dir``: checkpoints to ``run_dir/stage2/checkpoint.pt`` every
     ``checkpoint_every`` steps and at the end, previews and TensorBoard scalars under
     ``run_dir/stage2``; ``resume=True`` continues from the checkpoint there, exactly.
@@ -153,8 +160,10 @@ def fit_stage2(
             " new run folder"
         )
     generator = torch.Generator(device="cpu").manual_seed(config.seed)
-    optimizers = make_optimizers(sdf, materials, config, ambient, gains)
-    state = Stage2State(sdf, materials, optimizers, generator, ambient=ambient, gains=gains)
+    optimizers = make_optimizers(sdf, materials, config, ambient, gains, flash)
+    state = Stage2State(
+        sdf, materials, optimizers, generator, ambient=ambient, gains=gains, flash=flash
+    )
     if resume:
         if stage_dir is None or not (stage_dir / CHECKPOINT_NAME).is_file():
             raise IronError(f"cannot resume stage 2: no {STAGE_DIR}/{CHECKPOINT_NAME} in {run_dir}")
@@ -237,6 +246,7 @@ def _write_preview(
     """
     factor = downscale_factor(split.cameras, config.preview_size)
     cameras = split.cameras.scaled(factor) if factor < 1 else split.cameras
+    cameras = cameras if state.flash is None else state.flash.place(cameras)
     image = render_view(
         state.sdf, state.materials, cameras, 0, render, edges=config.edges,
         background=background, ambient=state.ambient,
@@ -344,6 +354,7 @@ def train_stage2(
     sdf, materials = build_stage2(run_dir, config, device)
     background = stage1_background(run_dir, config, device)
     ambient, gains = photometric_models(config, len(split), background is not None, device)
+    flash = learned_flash(config, split, device)
     render = scene_render_config(config, split.cameras)
     masks = None  # from stage 1's surface, so that a resumed run draws the same patches
     if config.object_patch_fraction > 0:
@@ -358,7 +369,7 @@ def train_stage2(
         config = dataclasses.replace(config, iterations=int(saved["iterations"]))
         plan = read_plan(Path(run_dir) / STAGE_DIR)
     elif seconds is not None:
-        models = (ambient, gains)
+        models = (ambient, gains, flash)
         step_seconds = _step_seconds(
             split, sdf, materials, config, render, background, masks, models
         )
@@ -367,9 +378,10 @@ def train_stage2(
         plan = StagePlan("stage 2", seconds, step_seconds, config.iterations)
         print(plan.line())
     result = fit_stage2(
-        split, sdf, materials, config, run_dir, resume, progress, background, masks, ambient, gains
-    )
-    report = photometric_report(ambient, gains, materials, split)
+        split, sdf, materials, config, run_dir, resume, progress, background, masks,
+        ambient, gains, flash,
+    )  # fmt: skip
+    report = photometric_report(ambient, gains, materials, split, flash)
     if report:
         print(f"stage 2: {report}")
     if plan is not None:
@@ -386,14 +398,16 @@ def _step_seconds(
     render: SurfaceRenderConfig,
     background: BackgroundFn | None,
     masks: Tensor | None,
-    models: tuple[AmbientLight | None, CameraGains | None] = (None, None),
+    models: tuple[AmbientLight | None, CameraGains | None, FlashOffset | None] = (None,) * 3,
 ) -> float:
     """Mean time of a stage-2 step, measured on throw-away copies of the fields, optimisers
     and random generators (the run itself starts exactly as without the measurement)."""
-    sdf, materials, (ambient, gains) = copy.deepcopy((sdf, materials, models))
+    sdf, materials, (ambient, gains, flash) = copy.deepcopy((sdf, materials, models))
     generator = torch.Generator(device="cpu").manual_seed(config.seed)
-    optimizers = make_optimizers(sdf, materials, config, ambient, gains)
-    probe = Stage2State(sdf, materials, optimizers, generator, ambient=ambient, gains=gains)
+    optimizers = make_optimizers(sdf, materials, config, ambient, gains, flash)
+    probe = Stage2State(
+        sdf, materials, optimizers, generator, ambient=ambient, gains=gains, flash=flash
+    )
     rng = torch.get_rng_state()
     seconds = mean_step_seconds(
         lambda: training_step(probe, split, config, render, background, masks), STAGE2_PROBE_STEPS

@@ -11,6 +11,9 @@ from ironrender.rendering.surface_renderer import SurfaceRenderConfig
 from ironrender.training.losses import LossWeights
 
 STAGE2_BACKGROUNDS = ("stage1", "black")
+FLASH_MODES = ("dataset", "learn")
+"""``Stage2Config.flash``: where the camera file puts it (absent: in the lens), or learnt
+(:mod:`ironrender.training.flash_offset`) when the camera file says nothing."""
 AMBIENT_MODES = ("off", "sh2", "auto")
 """``Stage2Config.ambient``: no room light (IRON), spherical-harmonic irradiance
 (:mod:`ironrender.fields.ambient`), or the latter when the photographs' room is not dark."""
@@ -43,6 +46,8 @@ class Stage2Config:
     gains_weight: float = 0.01  # weight of mean(log gain^2), which holds the gains near 1
     lr_ambient: float = 1e-3  # the nine SH coefficients (1e-2 overshot: 18 % for 5 %)
     lr_gains: float = 2e-3  # the log gains (each photograph's are seen by few patches)
+    flash: str = "dataset"  # the camera file's flash positions, or "learn" one when it has none
+    lr_flash: float = 1e-3  # the learnt offset, scene units per step
     eikonal_points: int = 0  # random points per step; 0 = half the patch's pixels (reference)
     # Burley diffuse in `fast` (measured better on the default capture; BENCHMARKS.md), Lambert in
     # `paper` (IRON's model).
@@ -66,6 +71,8 @@ class Stage2Config:
             raise ValueError(
                 f"background must be one of {STAGE2_BACKGROUNDS}, not {self.background!r}"
             )
+        if self.flash not in FLASH_MODES:
+            raise ValueError(f"flash must be one of {FLASH_MODES}, not {self.flash!r}")
         if self.ambient not in AMBIENT_MODES:
             raise ValueError(f"ambient must be one of {AMBIENT_MODES}, not {self.ambient!r}")
         check_curve(self.tone_curve)

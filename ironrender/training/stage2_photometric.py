@@ -12,6 +12,7 @@ from ironrender.data.dataset import Split
 from ironrender.fields.ambient import AmbientLight
 from ironrender.fields.materials import MaterialFields
 from ironrender.training.camera_gains import CameraGains
+from ironrender.training.flash_offset import FlashOffset
 from ironrender.training.stage2_config import Stage2Config
 
 
@@ -31,8 +32,23 @@ def photometric_models(
     return ambient, gains
 
 
+def learned_flash(config: Stage2Config, split: Split, device) -> FlashOffset | None:
+    """The flash offset to learn: with ``flash="learn"`` when the camera file gives none (a
+    capture that says where its flash was is taken at its word)."""
+    if config.flash != "learn":
+        return None
+    if not split.cameras.colocated:
+        print("stage 2: the camera file says where the flash was; stage2.flash=learn ignored")
+        return None
+    return FlashOffset().to(device)
+
+
 def photometric_report(
-    ambient: AmbientLight | None, gains: CameraGains | None, materials: MaterialFields, split: Split
+    ambient: AmbientLight | None,
+    gains: CameraGains | None,
+    materials: MaterialFields,
+    split: Split,
+    flash: FlashOffset | None = None,
 ) -> str:
     """One line on what the room's light and the gains came to (empty when neither is fitted):
     the mean ambient irradiance as a share of the flash's at the median camera distance, the
@@ -49,7 +65,18 @@ def photometric_report(
     if gains is not None:
         values = gains.log_gains.detach().exp().cpu()
         parts.append(f"camera gains {float(values.min()):.3f}-{float(values.max()):.3f}")
+    if flash is not None:
+        parts.append(flash.describe(float(split.cameras.centers.norm(dim=-1).median())))
     return "; ".join(parts)
+
+
+def flash_from_checkpoint(state: dict, device: torch.device | str) -> FlashOffset | None:
+    """The flash offset a stage-2 checkpoint learnt (None if it learnt none)."""
+    if "flash" not in state:
+        return None
+    flash = FlashOffset().to(device)
+    flash.load_state_dict(state["flash"])
+    return flash.eval()
 
 
 def ambient_from_checkpoint(state: dict, device: torch.device | str) -> AmbientLight | None:

@@ -19,6 +19,7 @@ from ironrender.fields.materials import MaterialFields
 from ironrender.rendering.material_shader import MaterialShader
 from ironrender.rendering.surface_renderer import BackgroundFn, SurfaceRenderConfig, render_patch
 from ironrender.training.camera_gains import CameraGains
+from ironrender.training.flash_offset import FlashOffset
 from ironrender.training.losses import LossTerms, random_eikonal_points, stage2_loss
 from ironrender.training.schedules import learning_rate_factor
 from ironrender.training.stage2_config import Stage2Config
@@ -57,6 +58,7 @@ class Stage2State:
     history: list[dict[str, float]] = field(default_factory=list)
     ambient: AmbientLight | None = None  # the room's light (stage2.ambient)
     gains: CameraGains | None = None  # per-photograph gains (stage2.exposure_gains)
+    flash: FlashOffset | None = None  # a learnt flash position (stage2.flash=learn)
 
     def state_dict(self) -> dict:
         extra = {name: m.state_dict() for name, m in self._photometric().items()}
@@ -85,7 +87,7 @@ class Stage2State:
             module.load_state_dict(state[name])
 
     def _photometric(self) -> dict[str, torch.nn.Module]:
-        modules = {"ambient": self.ambient, "gains": self.gains}
+        modules = {"ambient": self.ambient, "gains": self.gains, "flash": self.flash}
         return {name: module for name, module in modules.items() if module is not None}
 
 
@@ -110,6 +112,7 @@ def make_optimizers(
     config: Stage2Config,
     ambient: AmbientLight | None = None,
     gains: CameraGains | None = None,
+    flash: FlashOffset | None = None,
 ) -> dict[str, torch.optim.Optimizer]:
     """Three Adams, as the reference: SDF, materials (all three nets), light; and a fourth for
     the room's light and the camera gains when they are fitted.
@@ -131,6 +134,8 @@ def make_optimizers(
         photometric.append({"params": [ambient.coefficients], "lr": config.lr_ambient})
     if gains is not None:
         photometric.append({"params": [gains.log_gains], "lr": config.lr_gains})
+    if flash is not None:
+        photometric.append({"params": [flash.offset], "lr": config.lr_flash})
     if photometric:
         optimizers["photometric"] = torch.optim.Adam(photometric, fused=True)
     return optimizers
@@ -224,8 +229,9 @@ def training_step(
         split, config.patch_size, state.generator, masks, config.object_patch_fraction
     )
     shader = MaterialShader(state.materials, ambient=state.ambient)
+    camera = patch.camera if state.flash is None else state.flash.place(patch.camera)
     image = render_patch(
-        state.sdf, shader, patch.camera, 0, render, edges=config.edges, background=background
+        state.sdf, shader, camera, 0, render, edges=config.edges, background=background
     )
     color = image.color if state.gains is None else image.color * state.gains(patch.view)
     pixels = image.color.shape[0] * image.color.shape[1]

@@ -100,7 +100,10 @@ def _load_stage2_model(
         load_stage2,
         stage1_background,
     )
-    from ironrender.training.stage2_photometric import ambient_from_checkpoint
+    from ironrender.training.stage2_photometric import (
+        ambient_from_checkpoint,
+        flash_from_checkpoint,
+    )
     from ironrender.training.stage2_views import render_view, scene_render_config
 
     sdf, materials = load_stage2(run_dir, device)
@@ -109,9 +112,13 @@ def _load_stage2_model(
     config = from_dict(Stage2Config, state["config"], str(path))
     background = stage1_background(run_dir, config, device)  # what missed rays saw in training
     ambient = ambient_from_checkpoint(state, device)  # the room's light, never in the materials
+    flash = flash_from_checkpoint(state, device)  # a learnt flash position, if any
 
     def render(cameras: Cameras, index: int) -> ViewRender:
         settings = scene_render_config(config, cameras)
+        if flash is not None and cameras.colocated:
+            with torch.no_grad():
+                cameras = flash.place(cameras)
         image = render_view(
             sdf, materials, cameras, index, settings, edges=edges and config.edges,
             chunk_rows=chunk_rows, background=background, ambient=ambient,
