@@ -287,7 +287,8 @@ def test_camera_gains_and_room_light_are_recovered(tmp_path):
 
     recovered = gains.log_gains.detach().exp().mean(-1).numpy()
     ratio = recovered / TRUE_GAINS
-    share = float(ambient.mean_irradiance().detach().mean()) / float(materials.light_intensity)
+    light = float(materials.light_intensity.detach())
+    share = float(ambient.mean_irradiance().detach().mean()) / light
     print(
         f"gains / truth {ratio / ratio.mean()}; room {share:.4f} (true {ROOM_IRRADIANCE / LIGHT})"
     )
