@@ -387,3 +387,30 @@ def test_iron_export_defaults_to_the_runs_own_export_settings(tmp_path):
     (tmp_path / "config.json").write_text("{not json")
     with pytest.raises(IronError, match="not a run configuration"):
         export_config_of(tmp_path)
+
+
+def test_vertices_of_zero_area_faces_get_a_valid_normal_and_mitsuba_loads_the_obj(tmp_path):
+    """A sliver (three collinear vertices) beside a good triangle: its vertices have no
+    normal of their own; unwrapped and written, every normal is a finite unit vector, the good
+    triangle's are its face normal, and Mitsuba loads the OBJ (it refuses invalid normals)."""
+    from ironrender.data.mitsuba_backend import select_variant
+    from ironrender.export.uv import unwrap, valid_vertex_normals
+
+    vertices = np.array(
+        [[0, 0, 0], [1, 0, 0], [0, 1, 0], [2, 2, 2], [3, 3, 3], [4, 4, 4]], dtype=np.float64
+    )
+    mesh = trimesh.Trimesh(vertices, np.array([[0, 1, 2], [3, 4, 5]]), process=False)
+    normals = valid_vertex_normals(mesh)
+    np.testing.assert_allclose(np.linalg.norm(normals, axis=-1), 1.0)
+    np.testing.assert_allclose(normals[:3], [[0, 0, 1]] * 3, atol=1e-12)
+    uv_mesh = unwrap(mesh, texture_size=64)
+    assert np.isfinite(uv_mesh.normals).all()
+    lines = [f"v {x} {y} {z}" for x, y, z in uv_mesh.vertices]
+    lines += [f"vn {x} {y} {z}" for x, y, z in uv_mesh.normals]
+    lines += [f"f {a + 1}//{a + 1} {b + 1}//{b + 1} {c + 1}//{c + 1}" for a, b, c in uv_mesh.faces]
+    (tmp_path / "m.obj").write_text("\n".join(lines) + "\n")
+    select_variant()
+    import mitsuba as mi
+
+    shape = mi.load_dict({"type": "obj", "filename": str(tmp_path / "m.obj")})
+    assert shape.face_count() == 2

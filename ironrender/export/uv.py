@@ -88,6 +88,27 @@ def unwrap(
         vertices=np.asarray(mesh.vertices, dtype=np.float64)[vertex_map],
         faces=faces.astype(np.int64),
         uvs=uvs,
-        normals=np.asarray(mesh.vertex_normals, dtype=np.float64)[vertex_map],
+        normals=valid_vertex_normals(mesh)[vertex_map],
         vertex_map=vertex_map,
     )
+
+
+def valid_vertex_normals(mesh: trimesh.Trimesh) -> np.ndarray:
+    """Unit vertex normals (V, 3), every one finite.
+
+    A vertex whose faces all have zero area (slivers that marching cubes leaves where the level
+    set pinches) has no normal; left as is it is zero or NaN, and Mitsuba refuses the whole OBJ
+    ("invalid vertex normal data"). Such a vertex takes the direction from the mesh's centroid
+    to it (outward for a blob), or +z if it sits on the centroid.
+    """
+    normals = np.asarray(mesh.vertex_normals, dtype=np.float64).copy()
+    length = np.linalg.norm(normals, axis=-1)
+    bad = ~np.isfinite(length) | (length < 1e-8)
+    if bad.any():
+        outward = np.asarray(mesh.vertices, dtype=np.float64)[bad] - mesh.vertices.mean(axis=0)
+        size = np.linalg.norm(outward, axis=-1, keepdims=True)
+        fallback = np.where(size > 1e-12, outward / np.maximum(size, 1e-12), [0.0, 0.0, 1.0])
+        normals[bad] = fallback
+    good = ~bad
+    normals[good] /= length[good, None]
+    return normals
