@@ -28,6 +28,7 @@ from ironrender.rendering.brdf import (
     fresnel_dielectric,
     ggx_distribution,
     shade_flash,
+    shade_hits,
     shade_point_light,
     smith_g1,
 )
@@ -96,15 +97,7 @@ def _our_render(
     cameras = _camera(light).scaled(SUPERSAMPLE)
 
     def shade(hit, lights, colocated) -> ShadeResult:
-        if colocated:
-            shading = shade_flash(
-                material, hit.normals, hit.points, lights, INTENSITY, diffuse_model
-            )
-        else:
-            shading = shade_point_light(
-                material, hit.normals, hit.points, lights, hit.view_dirs, INTENSITY, diffuse_model
-            )
-        return ShadeResult(shading.radiance)
+        return ShadeResult(shade_hits(material, hit, lights, colocated, INTENSITY, diffuse_model))
 
     with torch.no_grad():
         image = render_patch(
@@ -401,11 +394,7 @@ def test_off_camera_light_casts_the_shadows_mitsuba_casts():
 
     def ours(shadows: bool) -> tuple[np.ndarray, np.ndarray]:
         def shade(hit, lights, colocated) -> ShadeResult:
-            shading = shade_point_light(
-                material, hit.normals, hit.points, lights, hit.view_dirs, INTENSITY
-            )
-            visible = hit.light_visibility if hit.light_visibility is not None else 1.0
-            return ShadeResult(shading.radiance * visible)
+            return ShadeResult(shade_hits(material, hit, lights, colocated, INTENSITY))
 
         config = SurfaceRenderConfig(shadows=shadows)
         with torch.no_grad():

@@ -45,7 +45,7 @@ from PIL import Image
 from ironrender.cli import main
 from ironrender.data.check import check_dataset, raise_on_errors
 from ironrender.data.dataset import load_split, save_split
-from ironrender.data.images import gamma_to_linear
+from ironrender.data.tone_curve import decode
 from ironrender.errors import DatasetError, IronError
 from tests.conftest import ring_cameras
 
@@ -121,7 +121,7 @@ def linear(pixels: np.ndarray, scale: float = 255.0) -> np.ndarray:
     encoded = pixels.astype(np.float32) / scale
     if encoded.ndim == 2:
         encoded = np.repeat(encoded[..., None], 3, axis=-1)
-    return gamma_to_linear(encoded[..., :3]).astype(np.float32)
+    return decode(encoded[..., :3]).astype(np.float32)
 
 
 def grey(pixels: np.ndarray) -> np.ndarray:

@@ -110,9 +110,9 @@ def render_capture(
     """Render flash photos of a textured spot with Mitsuba (through the synth module's parts)."""
     from PIL import Image
 
-    from ironrender.data.images import linear_to_srgb_gamma
     from ironrender.data.mitsuba_backend import mitsuba_to_world, perspective_sensor, select_variant
     from ironrender.data.synth import DEFAULT_MESH, load_textured_mesh, normalize_mesh, write_obj
+    from ironrender.data.tone_curve import encode
 
     select_variant()
     import mitsuba as mi
@@ -146,7 +146,7 @@ def render_capture(
 
     names = []
     for i, linear in enumerate(renders):
-        encoded = np.round(255 * linear_to_srgb_gamma(exposure * linear)).astype(np.uint8)
+        encoded = np.round(255 * encode(exposure * linear)).astype(np.uint8)
         upright = Image.fromarray(encoded)
         if i % EXIF_ROTATE_EVERY == 1:
             # Stored lying on its side; EXIF orientation 6 says "rotate 90 degrees clockwise".

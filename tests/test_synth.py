@@ -253,32 +253,14 @@ def _intersect(origins: np.ndarray, directions: np.ndarray, mesh: dict, chunk: i
 
 def test_radiance_equals_light_over_d2_times_brdf_from_gt_maps(scene: Path, light: dict) -> None:
     """EXR pixel = I / d^2 * f_r * cos from gt maps at the ray hit (smooth interior pixels)."""
-    mesh = _read_obj(scene / "gt" / "mesh.obj")
     base = read_image(scene / "gt" / "diffuse_albedo.exr")
     alpha = read_image(scene / "gt" / "roughness.exr")[..., 0]
     f0 = read_image(scene / "gt" / "specular_albedo.exr")[..., 0]
-    data = load_split(scene, "test", linear=True)
     errors = []
-    for i, name in enumerate(data.names):
-        coverage = _mask(scene, "test", name)
-        full = coverage == 1
-        interior = full.copy()
-        for dy in (-1, 0, 1):
-            for dx in (-1, 0, 1):
-                interior &= np.roll(np.roll(full, dy, 0), dx, 1)
-        js, is_ = np.nonzero(interior)
-        pixels = torch.from_numpy(np.stack([is_ + 0.5, js + 0.5], -1)).float()
-        rays = data.cameras.generate_rays(torch.full((len(pixels),), i), pixels)
-        origins, directions = rays.origins.double().numpy(), rays.directions.double().numpy()
-        tri_index, bary = _intersect(origins, directions, mesh)
-        corners = mesh["f"][tri_index]
-        hits = np.einsum("nk,nkd->nd", bary, mesh["v"][corners])
-        ray_index = np.arange(len(hits))
-        normal = np.einsum("nk,nkd->nd", bary, mesh["vn"][corners])
-        normal /= np.linalg.norm(normal, axis=-1, keepdims=True)
-        uv = np.einsum("nk,nkd->nd", bary, mesh["vt"][corners])
-        cos = np.einsum("nd,nd->n", normal, -directions[ray_index])
-        d2 = ((hits - origins[ray_index]) ** 2).sum(-1)
+    for i, cameras, hits, normal, uv, measured in _surface_samples(scene, "test"):
+        to_camera = cameras.centers[i].double().numpy() - hits
+        d2 = (to_camera**2).sum(-1)
+        cos = np.einsum("nd,nd->n", normal, to_camera) / np.sqrt(d2)
         keep = cos > 0.3
         brdf_cos = _colocated_principled(
             cos[keep],
@@ -287,8 +269,7 @@ def test_radiance_equals_light_over_d2_times_brdf_from_gt_maps(scene: Path, ligh
             _bilinear(f0[..., None], uv[keep])[:, 0],
         )
         predicted = light["intensity"] / d2[keep, None] * brdf_cos
-        measured = data.images[i].numpy()[js[ray_index][keep], is_[ray_index][keep]]
-        errors.append(np.abs(measured - predicted) / predicted)
+        errors.append(np.abs(measured[keep] - predicted) / predicted)
     errors = np.concatenate(errors)
     # A wrong exposure, UV flip, alpha = roughness (not squared), F0 or Lambert diffuse each
     # moves the median by several percent; the tail holds texture edges inside a footprint.

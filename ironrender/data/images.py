@@ -24,10 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ironrender.data.tone_curve import DEFAULT_TONE_CURVE, GAMMA, decode, encode, linear_of_8bit
+from ironrender.data.tone_curve import DEFAULT_TONE_CURVE, decode, encode, linear_of_8bit
 from ironrender.errors import DatasetError
-
-__all__ = ["GAMMA"]  # re-exported: the project's default curve, used across the code
 
 LDR_SUFFIXES = (".png", ".jpg", ".jpeg")
 HDR_SUFFIXES = (".exr",)
@@ -58,16 +56,6 @@ class ImageSizeError(DatasetError):
     def __init__(self, message: str, width: int, height: int) -> None:
         super().__init__(message)
         self.width, self.height = width, height
-
-
-def linear_to_srgb_gamma(linear: np.ndarray) -> np.ndarray:
-    """Gamma-encode linear radiance with exponent 1/2.2, clipping to [0, 1]."""
-    return np.clip(linear, 0.0, 1.0) ** (1.0 / GAMMA)
-
-
-def gamma_to_linear(encoded: np.ndarray) -> np.ndarray:
-    """Decode gamma-encoded values in [0, 1] into linear radiance (exponent 2.2)."""
-    return np.clip(encoded, 0.0, 1.0) ** GAMMA
 
 
 def is_hdr(path: str | Path) -> bool:

@@ -46,7 +46,8 @@ from pathlib import Path
 import numpy as np
 import trimesh
 
-from ironrender.data.images import linear_to_srgb_gamma, write_data_png, write_image
+from ironrender.data.images import write_data_png, write_image
+from ironrender.data.tone_curve import encode
 from ironrender.errors import IronError
 from ironrender.export.uv import UVMesh
 from ironrender.storage import atomic_write_text
@@ -173,7 +174,7 @@ def write_glb(uv_mesh: UVMesh, maps: dict[str, np.ndarray], path: Path) -> Path:
     """glTF 2.0 binary with a metallic-roughness PBR material (see the module docstring)."""
     from PIL import Image
 
-    base = np.round(linear_to_srgb_gamma(maps[DIFFUSE]) * 255.0).astype(np.uint8)
+    base = np.round(encode(maps[DIFFUSE]) * 255.0).astype(np.uint8)
     rough = np.clip(maps[PERCEPTUAL_ROUGHNESS][..., 0], 0.0, 1.0)
     packed = np.zeros((*rough.shape, 3), dtype=np.float32)
     packed[..., 1] = rough  # G: roughness; B: metallic = 0; R unused

@@ -43,8 +43,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ironrender.data.images import GAMMA
-from ironrender.data.tone_curve import DEFAULT_TONE_CURVE, decode
+from ironrender.data.tone_curve import DEFAULT_TONE_CURVE, GAMMA, decode
 from ironrender.fields.base import SDFField
 from ironrender.fields.encodings import GridConfig, PositionalEncoding, make_grid_encoding
 from ironrender.fields.radiance import RadianceField

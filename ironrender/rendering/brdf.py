@@ -69,6 +69,7 @@ import torch
 from torch import Tensor
 
 from ironrender.fields.materials import DIFFUSE_MODELS
+from ironrender.rendering.surface import SurfaceHit
 
 COS_EPS = 1e-5  # smallest n.v used in shading (IRON clamps to [1e-5, 0.99999])
 ALPHA_MIN = 1e-4  # smallest GGX alpha (IRON's and Mitsuba's lower bound)
@@ -221,3 +222,28 @@ def shade_point_light(
     fresnel = fresnel_dielectric(cos_lh, material.specular_albedo)
     specular = fresnel * lobe / (4.0 * cos_nl * cos_nv) * irradiance
     return FlashShading(diffuse=diffuse, specular=specular)
+
+
+def shade_hits(
+    material: GGXMaterial,
+    hit: SurfaceHit,
+    light_positions: Tensor,
+    colocated: bool,
+    light_intensity: Tensor | float,
+    diffuse_model: str = "lambert",
+) -> Tensor:
+    """Radiance (R, 3) of surface hits under their view's flash: the short form when the light
+    is in the lens (:func:`shade_flash`, IRON's case computed as it always was), the general one
+    beside it (:func:`shade_point_light`), times the hits' shadow-ray visibility where traced."""
+    if colocated:
+        shading = shade_flash(
+            material, hit.normals, hit.points, light_positions, light_intensity, diffuse_model
+        )
+    else:
+        shading = shade_point_light(
+            material, hit.normals, hit.points, light_positions, hit.view_dirs, light_intensity,
+            diffuse_model,
+        )  # fmt: skip
+    if hit.light_visibility is None:
+        return shading.radiance
+    return shading.radiance * hit.light_visibility

@@ -12,7 +12,7 @@ from torch import Tensor
 
 from ironrender.fields.ambient import AmbientLight
 from ironrender.fields.materials import MaterialFields
-from ironrender.rendering.brdf import GGXMaterial, shade_flash, shade_point_light
+from ironrender.rendering.brdf import GGXMaterial, shade_hits
 from ironrender.rendering.surface import SurfaceHit
 from ironrender.rendering.surface_renderer import ShadeResult
 
@@ -43,17 +43,7 @@ class MaterialShader:
         intensity = 1.0 if self.unit_light else sample.light_intensity
         material = GGXMaterial(sample.diffuse_albedo, sample.specular_albedo, sample.roughness)
         model = self.materials.config.diffuse_model
-        if colocated:
-            shading = shade_flash(
-                material, hit.normals, hit.points, light_positions, intensity, model
-            )
-        else:
-            shading = shade_point_light(
-                material, hit.normals, hit.points, light_positions, hit.view_dirs, intensity, model
-            )
-        radiance = shading.radiance
-        if hit.light_visibility is not None:  # a flash beside the lens: its shadows
-            radiance = radiance * hit.light_visibility
+        radiance = shade_hits(material, hit, light_positions, colocated, intensity, model)
         if self.ambient is not None and not self.unit_light:
             radiance = radiance + self.ambient.radiance(sample.diffuse_albedo, hit.normals)
         if len(hit) == 0:

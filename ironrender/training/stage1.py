@@ -35,7 +35,8 @@ from torch import Tensor, nn
 from ironrender.config import from_dict, to_dict
 from ironrender.data.cameras import Cameras
 from ironrender.data.dataset import Split, load_split
-from ironrender.data.images import GAMMA, LINEAR_OF_8BIT
+from ironrender.data.images import LINEAR_OF_8BIT
+from ironrender.data.tone_curve import GAMMA
 from ironrender.errors import IronError
 from ironrender.fields.radiance import RadianceField
 from ironrender.fields.sdf import NeuralSDF, NeuSVariance

@@ -11,8 +11,7 @@ from torch import Tensor
 
 from ironrender.data.cameras import Cameras
 from ironrender.data.dataset import Split
-from ironrender.data.images import GAMMA
-from ironrender.data.tone_curve import DEFAULT_TONE_CURVE, encode
+from ironrender.data.tone_curve import DEFAULT_TONE_CURVE, GAMMA, encode
 from ironrender.fields.ambient import AmbientLight
 from ironrender.fields.base import SDFField
 from ironrender.fields.materials import MaterialFields

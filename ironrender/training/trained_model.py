@@ -17,8 +17,7 @@ import torch
 from torch import Tensor
 
 from ironrender.data.cameras import Cameras
-from ironrender.data.images import GAMMA
-from ironrender.data.tone_curve import DEFAULT_TONE_CURVE
+from ironrender.data.tone_curve import DEFAULT_TONE_CURVE, GAMMA
 from ironrender.errors import IronError
 from ironrender.fields.base import SDFField
 from ironrender.fields.materials import MaterialsFn

@@ -17,7 +17,8 @@ import numpy as np
 
 from ironrender.data.capture.config import PINHOLE_MODELS
 from ironrender.data.capture.photos import ASPECT_TOLERANCE, Photo, resize_linear
-from ironrender.data.images import gamma_to_linear, read_image, write_image
+from ironrender.data.images import read_image, write_image
+from ironrender.data.tone_curve import decode
 from ironrender.errors import IronError
 
 
@@ -101,7 +102,7 @@ def _read_raw_orientation(path: Path) -> np.ndarray:
 
     with Image.open(path) as img:
         data = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
-    return gamma_to_linear(data).astype(np.float32)
+    return decode(data).astype(np.float32)
 
 
 def views_from_model(
