@@ -462,7 +462,7 @@ def test_cameras_above_min_elevation_cover_the_cap() -> None:
 
 def test_nuisance_options_are_validated(tmp_path: Path) -> None:
     bad = [{"room": "bright"}, {"support_albedo": 0.9}, {"min_elevation": 90.0}]
-    bad += [{"tone_curve": "log"}, {"flash_offset": (0.0, 2.5, 0.0)}, {"ambient": -0.1}]
+    bad += [{"tone_curve": "log"}, {"flash_offset": (0.0, 0.0, 2.5)}, {"ambient": -0.1}]
     bad += [{"exposure_jitter": 1.0}, {"noise": -1.0}, {"jpeg_quality": 101}]
     for options in bad:
         with pytest.raises(IronError):

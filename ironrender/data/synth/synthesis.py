@@ -310,8 +310,9 @@ def _validate(config: SynthConfig) -> None:
         raise IronError(f"tone curve must be one of {TONE_CURVES}, not {config.tone_curve!r}")
     if not all(math.isfinite(x) for x in config.flash_offset) or len(config.flash_offset) != 3:
         raise IronError("flash offset must be three finite numbers (camera coordinates)")
-    if math.hypot(*config.flash_offset) >= config.camera_distance - 1:
-        raise IronError("the flash offset puts the light inside the unit sphere; make it smaller")
+    # The object's centre sits at (0, 0, d) in every camera's coordinates.
+    if math.dist(config.flash_offset, (0.0, 0.0, config.camera_distance)) <= 1.0:
+        raise IronError("the flash offset puts the light inside the unit sphere around the object")
     if not config.ambient >= 0:
         raise IronError("ambient must be a fraction >= 0 of the flash's irradiance")
     if not (0 <= config.exposure_jitter < 1 and 0 <= config.white_balance_jitter < 1):
