@@ -42,11 +42,7 @@ from ironrender.fields.radiance import RadianceField
 from ironrender.fields.sdf import NeuralSDF, NeuSVariance
 from ironrender.interrupts import StopRequests
 from ironrender.rendering.samplers import SDFGridCache
-from ironrender.rendering.volume import (
-    Background,
-    choose_background,
-    render_rays,
-)
+from ironrender.rendering.volume import Background, choose_background, render_rays
 from ironrender.training.checkpoint import load_checkpoint, save_checkpoint
 from ironrender.training.pixel_batches import PixelSampler, PixelTargets, pixel_rays
 from ironrender.training.runlog import RunLog, psnr
