@@ -5,7 +5,7 @@ resident memory and every headline metric. Not a test: a fast-preset run takes m
 
     .venv/bin/python benchmarks/bench_pipeline.py                 # spot, fast (the demo)
     .venv/bin/python benchmarks/bench_pipeline.py --scene bob --no-edges
-    .venv/bin/python benchmarks/bench_pipeline.py --set stage2.iterations=300
+    .venv/bin/python benchmarks/bench_pipeline.py --set stage2.steps=300
 
 Scenes: ``spot`` (built in) or a folder of ``../shared/assets`` holding one OBJ with UVs and a
 diffuse PNG (e.g. ``bob``).

@@ -112,7 +112,7 @@ def main() -> None:
             "variant": label,
             "stage1_steps": config.stage1.train.steps,
             "stage1_s": stage1_seconds,
-            "stage2_steps": result.iterations,
+            "stage2_steps": result.steps,
             "stage2_s": seconds,
         } | metrics
         print(_format(row))

@@ -15,7 +15,7 @@ pixel at the object. With the preset's finest resolution ``R_0`` (96 in ``fast``
     R      = clamp(round_16(D / pixels_per_cell), R_0, max_grid_resolution)    SDF grid
     s      = R / R_0                                                           detail scale
     stage 1: steps, warm-up, annealing, coarse-to-fine ramp  x s;  proposal grid x s (<= 96)
-    stage 2: iterations x sqrt(s);  material grid's finest resolution x s;  SDF rate / s^3
+    stage 2: steps x sqrt(s);  material grid's finest resolution x s;  SDF rate / s^3
     export:  marching cubes 2 R (<= 384);  faces x s^2;  textures the power of two >= 2 D,
              within [preset, 4096]
 

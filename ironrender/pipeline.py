@@ -362,7 +362,7 @@ def budget_line(config: RunConfig) -> str:
     line = (
         f"[budget] footprint {b.footprint:.0f} px across the unit sphere -> SDF grid"
         f" {s1.sdf.grid.max_resolution}^3, stage 1 {s1.train.steps} steps, stage 2"
-        f" {s2.iterations} patches, mesh {ex.resolution}^3, textures {ex.texture_size} px"
+        f" {s2.steps} patches, mesh {ex.resolution}^3, textures {ex.texture_size} px"
     )
     if b.minutes > 0:
         line += f"; time budget {b.minutes:g} min (step counts follow from measured speed)"

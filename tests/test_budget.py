@@ -79,7 +79,7 @@ def test_rule_scales_the_counts(footprint, grid, steps, iterations, texture):
     assert config.stage1.train.anneal_end == round(500 * s)
     assert config.stage1.train.grid_ramp_steps == round(800 * s)
     assert config.stage1.train.proposal_cache_resolution == min(round(48 * s), 96)
-    assert config.stage2.iterations == iterations
+    assert config.stage2.steps == iterations
     assert config.stage2.lr_sdf == pytest.approx(1e-4 / s**3)
     assert config.stage2.materials.grid.max_resolution == round(64 * s)
     assert config.export.resolution == max(192, min(2 * grid, 384))
@@ -194,7 +194,7 @@ def test_run_with_minutes_plans_both_stages(tmp_path, monkeypatch):
     from tests.test_pipeline import TINY
 
     monkeypatch.setattr(stage1, "MIN_STAGE1_STEPS", 20)
-    monkeypatch.setattr(stage2, "MIN_STAGE2_ITERATIONS", 4)
+    monkeypatch.setattr(stage2, "MIN_STAGE2_STEPS", 4)
     data = synthesize(
         SynthConfig(views=8, test_views=2, resolution=32, spp=4, relight_spp=4),
         tmp_path / "data",
@@ -216,7 +216,7 @@ def test_run_with_minutes_plans_both_stages(tmp_path, monkeypatch):
     config = from_dict(RunConfig, saved)
     other = tmp_path / "other"
     shutil.copytree(run / "stage1", other / "stage1")
-    planned = dataclasses.replace(config.stage2, iterations=plans[1].steps)
+    planned = dataclasses.replace(config.stage2, steps=plans[1].steps)
     train_stage2(data, other, planned, "cpu", progress=False)
     a = _weights(load_stage2(run, "cpu")[1])
     b = _weights(load_stage2(other, "cpu")[1])

@@ -418,7 +418,7 @@ def test_checkpoints_of_both_stages_load_render_and_export(dataset, tmp_path):
     assert view.color.shape == (10, 12, 3) and bool(torch.isfinite(view.color).all())
     assert view.mask.shape == (10, 12) and view.mask.dtype == torch.bool
 
-    stage2 = Stage2Config(iterations=1, patch_size=16, light_init_views=1, light_init_size=16)
+    stage2 = Stage2Config(steps=1, patch_size=16, light_init_views=1, light_init_size=16)
     train_stage2(data, run, stage2, "cpu", progress=False)
     model = load_trained_model(run, "cpu")
     assert model.stage == "stage2" and not model.notice and model.light_intensity > 0

@@ -18,7 +18,7 @@ TINY = [
     "stage1.train.anneal_end=15",
     "stage1.train.grid_ramp_steps=15",
     "stage1.log.mesh_resolution=48",
-    "stage2.iterations=6",
+    "stage2.steps=6",
     "stage2.patch_size=24",
     "export.resolution=48",
     "export.max_faces=2000",
@@ -53,7 +53,7 @@ def test_run_resumes_finished_steps_and_writes_report(tiny_data, tmp_path):
     assert "data:image/png;base64," in report and "psnr" in report
 
     # Another configuration in the same folder is refused instead of silently mixed.
-    other = resolve_config("fast", None, [*TINY, "stage2.iterations=7"])
+    other = resolve_config("fast", None, [*TINY, "stage2.steps=7"])
     with pytest.raises(IronError, match="another configuration"):
         run_pipeline(tiny_data, run, other, "cpu")
 

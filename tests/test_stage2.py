@@ -142,7 +142,7 @@ def starting_point(seed: int = 0) -> tuple[SphereSDF, MaterialFields]:
 
 def small_config(**changes) -> Stage2Config:
     config = Stage2Config(
-        iterations=100,
+        steps=100,
         patch_size=32,
         lr_sdf=3e-3,
         lr_materials=1e-2,
@@ -200,8 +200,8 @@ def test_resume_reproduces_uninterrupted_run(sphere_scene, tmp_path, photometric
     sdf_a, materials_a = starting_point()
     models_a = extras()
     six, three = (
-        dataclasses.replace(config, iterations=6),
-        dataclasses.replace(config, iterations=3),
+        dataclasses.replace(config, steps=6),
+        dataclasses.replace(config, steps=3),
     )
     fit_stage2(
         split, sdf_a, materials_a, six, tmp_path / "a", progress=False,
@@ -220,7 +220,7 @@ def test_resume_reproduces_uninterrupted_run(sphere_scene, tmp_path, photometric
         split, sdf_c, materials_c, six, tmp_path / "b", resume=True, progress=False,
         ambient=models_c[0], gains=models_c[1],
     )  # fmt: skip
-    assert result.iterations == 6
+    assert result.steps == 6
     pairs = [(sdf_a, sdf_c), (materials_a, materials_c)]
     pairs += [(a, c) for a, c in zip(models_a, models_c, strict=True) if a is not None]
     assert len(pairs) == (4 if photometric else 2)
@@ -246,7 +246,7 @@ def test_flash_offset_is_learnt_when_the_camera_file_has_none(tmp_path):
     save_split(tmp_path, "train", names, photos, cameras)  # no flash in the camera file
     split = load_split(tmp_path, "train")
     assert split.cameras.colocated
-    config = small_config(iterations=300, flash="learn", lr_flash=1e-2)
+    config = small_config(steps=300, flash="learn", lr_flash=1e-2)
     flash = learned_flash(config, split, "cpu")
     sdf, materials = starting_point()
     fit_stage2(split, sdf, materials, config, progress=False, flash=flash)
@@ -279,7 +279,7 @@ def test_camera_gains_and_room_light_are_recovered(tmp_path):
     split = load_split(tmp_path, "train")
     # Faster rates than a full run's (1000+ steps): 200 steps here.
     config = small_config(
-        iterations=200, ambient="sh2", exposure_gains=True, lr_gains=1e-2, lr_ambient=1e-2
+        steps=200, ambient="sh2", exposure_gains=True, lr_gains=1e-2, lr_ambient=1e-2
     )
     ambient, gains = photometric_models(config, len(split), True, "cpu")
     sdf, materials = starting_point()
@@ -302,7 +302,7 @@ def test_learning_rates_follow_the_cosine_decay(sphere_scene, tmp_path):
 
     split = load_split(sphere_scene, "train")
     sdf, materials = starting_point()
-    config = small_config(iterations=5, lr_alpha=0.1)
+    config = small_config(steps=5, lr_alpha=0.1)
     fit_stage2(split, sdf, materials, config, tmp_path, progress=False)
     state = load_checkpoint(tmp_path / STAGE_DIR / CHECKPOINT_NAME, "cpu")
     last = 4  # 0-based index of the final step
@@ -379,9 +379,9 @@ def test_patches_without_object_train_without_error(sphere_scene):
     assert float(background.images.max()) == 0.0
     sdf, materials = starting_point()
     result = fit_stage2(
-        background, sdf, materials, small_config(iterations=2, patch_size=corner), progress=False
+        background, sdf, materials, small_config(steps=2, patch_size=corner), progress=False
     )
-    assert result.iterations == 2 and result.skipped_steps == 0
+    assert result.steps == 2 and result.skipped_steps == 0
 
 
 @pytest.mark.parametrize("preset", ["fast", "paper"])
@@ -393,7 +393,7 @@ def test_presets_roundtrip_through_saved_config(preset):
     config = STAGE2_PRESETS[preset]()
     assert from_dict(Stage2Config, to_dict(config)) == config
     if preset == "paper":
-        assert (config.iterations, config.patch_size) == (50_000, 128)
+        assert (config.steps, config.patch_size) == (50_000, 128)
         assert (config.lr_sdf, config.lr_materials, config.lr_light) == (1e-5, 1e-4, 1e-2)
         assert config.materials.mapping == "reference"
 

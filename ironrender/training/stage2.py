@@ -85,7 +85,7 @@ from ironrender.training.stage2_views import (
     scene_render_config,
 )
 from ironrender.training.time_budget import (
-    MIN_STAGE2_ITERATIONS,
+    MIN_STAGE2_STEPS,
     STAGE2_PROBE_STEPS,
     StagePlan,
     mean_step_seconds,
@@ -118,7 +118,7 @@ class Stage2Result:
     """Summary of a finished stage-2 run."""
 
     run_dir: Path | None
-    iterations: int
+    steps: int
     loss: float
     light_intensity: float
     seconds: float
@@ -171,7 +171,7 @@ def fit_stage2(
     render = scene_render_config(config, split.cameras)
     logger = RunLog(
         stage_dir if stage_dir is not None else ".",
-        config.iterations,
+        config.steps,
         state.iteration,
         progress,
         tensorboard=stage_dir is not None,
@@ -182,7 +182,7 @@ def fit_stage2(
     last_loss = math.nan
     try:
         with StopRequests() as stop:
-            while state.iteration < config.iterations:
+            while state.iteration < config.steps:
                 terms = training_step(state, split, config, render, background, masks)
                 if terms is None:
                     bad_in_a_row += 1
@@ -198,7 +198,7 @@ def fit_stage2(
                     values = terms.as_floats() | {"light": light}
                     last_loss = values["total"]
                     at = state.iteration
-                    if at % config.log_every == 0 or at == config.iterations:
+                    if at % config.log_every == 0 or at == config.steps:
                         state.history.append({"iteration": at} | values)
                     logger.step(at, values, write=at % config.log_every == 0)
                     if stage_dir is not None and at % config.preview_every == 0:
@@ -219,7 +219,7 @@ def fit_stage2(
         _write_preview(stage_dir / FINAL_PREVIEW, state, split, config, render, background)
     return Stage2Result(
         run_dir=Path(run_dir) if run_dir is not None else None,
-        iterations=state.iteration,
+        steps=state.iteration,
         loss=last_loss,
         light_intensity=float(materials.light_intensity.detach()),
         seconds=time.perf_counter() - start,
@@ -366,16 +366,16 @@ def train_stage2(
     plan = None
     if seconds is not None and resume:  # the plan made when this stage started
         saved = load_checkpoint(checkpoint, "cpu")["config"]
-        config = dataclasses.replace(config, iterations=int(saved["iterations"]))
+        config = dataclasses.replace(config, steps=int(saved.get("steps", saved.get("iterations"))))
         plan = read_plan(Path(run_dir) / STAGE_DIR)
     elif seconds is not None:
         models = (ambient, gains, flash)
         step_seconds = _step_seconds(
             split, sdf, materials, config, render, background, masks, models
         )
-        iterations = steps_for(seconds, step_seconds, MIN_STAGE2_ITERATIONS)
-        config = scale_stage2_schedule(config, iterations / config.iterations)
-        plan = StagePlan("stage 2", seconds, step_seconds, config.iterations)
+        steps = steps_for(seconds, step_seconds, MIN_STAGE2_STEPS)
+        config = scale_stage2_schedule(config, steps / config.steps)
+        plan = StagePlan("stage 2", seconds, step_seconds, config.steps)
         print(plan.line())
     result = fit_stage2(
         split, sdf, materials, config, run_dir, resume, progress, background, masks,

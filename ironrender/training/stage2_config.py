@@ -23,11 +23,11 @@ AMBIENT_MODES = ("off", "sh2", "auto")
 class Stage2Config:
     """Stage-2 optimisation settings. Defaults are the ``fast`` preset (2 CPU cores, 128x128).
 
-    ``paper_stage2_config`` gives the reference's values (128x128 patches, 50k iterations,
+    ``paper_stage2_config`` gives the reference's values (128x128 patches, 50k steps,
     learning rates 1e-5 / 1e-4 / 1e-2, loss weights 1 / 1 / 0.1 / 0.1).
     """
 
-    iterations: int = 1000  # 0.25-0.3 s per 64x64 patch on 2 idle cores: 4.6 min in all
+    steps: int = 1000  # 0.25-0.3 s per 64x64 patch on 2 idle cores: 4.6 min in all
     patch_size: int = 64
     lr_sdf: float = 1e-4
     lr_materials: float = 1e-3
@@ -85,7 +85,7 @@ def fast_stage2_config() -> Stage2Config:
 def paper_stage2_config() -> Stage2Config:
     """The reference schedule (train_scene.sh): 50k steps of one 128x128 patch each."""
     return Stage2Config(
-        iterations=50_000,
+        steps=50_000,
         patch_size=128,
         lr_sdf=1e-5,
         lr_materials=1e-4,

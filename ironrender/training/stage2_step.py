@@ -272,7 +272,7 @@ def training_step(
     if config.lr_alpha != 1.0:
         step = state.iteration - 1
         set_learning_rates(
-            state.optimizers, learning_rate_factor(step, 0, config.iterations, config.lr_alpha)
+            state.optimizers, learning_rate_factor(step, 0, config.steps, config.lr_alpha)
         )
     for optimizer in state.optimizers.values():
         optimizer.step()

@@ -30,7 +30,7 @@ STAGE2_PROBE_STEPS = 24
 PROBE_WARMUP = 2  # untimed first steps (allocations, caches)
 PLAN_FILE = "plan.json"
 MIN_STAGE1_STEPS = 200
-MIN_STAGE2_ITERATIONS = 50
+MIN_STAGE2_STEPS = 50
 
 
 def mean_step_seconds(step: Callable[[], object], count: int = PROBE_STEPS) -> float:
@@ -67,8 +67,8 @@ def scale_stage1_schedule(config: Stage1Config, factor: float) -> Stage1Config:
 
 
 def scale_stage2_schedule(config: Stage2Config, factor: float) -> Stage2Config:
-    """Stage 2 with ``factor`` times the iterations (its learning-rate decay follows the count)."""
-    return dataclasses.replace(config, iterations=scaled_count(config.iterations, factor))
+    """Stage 2 with ``factor`` times the steps (its learning-rate decay follows the count)."""
+    return dataclasses.replace(config, steps=scaled_count(config.steps, factor))
 
 
 @dataclass
