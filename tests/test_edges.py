@@ -1,6 +1,7 @@
 """Edge sampling: footprint areas, Algorithm 1, the edge reparameterisation and, above all, the
 silhouette gradient of the whole renderer against finite differences of an independent,
-heavily supersampled render (seed section 3.2, fig. 2a and experiment 1 / fig. 7)."""
+heavily supersampled render (IRON §3.2 and Fig. 2a; the single-image fit of IRON §4.1;
+docs/architecture.md#edge-sampling)."""
 
 from __future__ import annotations
 

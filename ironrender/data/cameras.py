@@ -16,6 +16,7 @@ Everything is a torch tensor on the cameras' device; nothing here assumes CPU or
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -234,8 +235,6 @@ def look_at(eye: Tensor, target: Tensor, up: Tensor) -> Tensor:
 
 def intrinsics_from_fov(width: int, height: int, fov_x_degrees: float) -> Tensor:
     """A 3x3 pinhole matrix: square pixels, horizontal field of view, centred principal point."""
-    import math
-
     f = 0.5 * width / math.tan(math.radians(fov_x_degrees) / 2)
     return torch.tensor([[f, 0.0, width / 2], [0.0, f, height / 2], [0.0, 0.0, 1.0]])
 

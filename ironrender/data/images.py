@@ -23,6 +23,8 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import OpenEXR
+from PIL import Image, UnidentifiedImageError
 
 from ironrender.data.tone_curve import DEFAULT_TONE_CURVE, decode, encode, linear_of_8bit
 from ironrender.errors import DatasetError
@@ -130,8 +132,6 @@ def _check_size(path: Path, width: int, height: int, size, rotated: bool = False
 
 
 def _read_ldr(path: Path, size, curve: str) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
     with warnings.catch_warnings():
         # MAX_PIXELS is checked below, before decoding; Pillow's own warning would only be noise.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -170,8 +170,6 @@ def stored_bytes_per_pixel(path: str | Path) -> int:
     path = Path(path)
     if path.suffix.lower() not in LDR_SUFFIXES:
         return 12
-    from PIL import Image
-
     try:
         with Image.open(path, formats=LDR_FORMATS) as img:
             eight_bit = _png16_rawmode(img) is None and not img.mode.startswith("I")
@@ -220,8 +218,6 @@ def _read_png16(path: Path, img, rawmode: str) -> np.ndarray:
 
 
 def _decode_png_as(path: Path, tile, rawmode: str) -> np.ndarray:
-    from PIL import Image
-
     with Image.open(path, formats=("PNG",)) as again:
         args = rawmode if isinstance(tile[3], str) else (rawmode, *tile[3][1:])
         again.tile = [tile._replace(args=args) if hasattr(tile, "_replace") else (*tile[:3], args)]
@@ -242,8 +238,6 @@ def write_image(
     if suffix in HDR_SUFFIXES:
         _write_exr(path, linear)
     elif suffix in LDR_SUFFIXES:
-        from PIL import Image
-
         encoded = np.round(encode(linear, curve) * 255.0).astype(np.uint8)
         options = {"quality": quality} if suffix != ".png" else {}
         Image.fromarray(encoded).save(path, **options)
@@ -253,8 +247,6 @@ def write_image(
 
 def write_data_png(path: str | Path, values: np.ndarray) -> None:
     """Write data in [0, 1] (masks, roughness, albedo maps) as 8-bit PNG **without** gamma."""
-    from PIL import Image
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     encoded = np.round(np.clip(values, 0.0, 1.0) * 255.0).astype(np.uint8)
@@ -262,8 +254,6 @@ def write_data_png(path: str | Path, values: np.ndarray) -> None:
 
 
 def _read_exr(path: Path, size) -> np.ndarray:
-    import OpenEXR
-
     with OpenEXR.File(str(path), header_only=True) as exr:
         low, high = exr.header()["dataWindow"]
     width, height = int(high[0]) - int(low[0]) + 1, int(high[1]) - int(low[1]) + 1
@@ -287,8 +277,6 @@ def _read_exr(path: Path, size) -> np.ndarray:
 
 
 def _write_exr(path: Path, linear: np.ndarray) -> None:
-    import OpenEXR
-
     header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
     channels = {"RGB": np.ascontiguousarray(linear[..., :3], dtype=np.float32)}
     with OpenEXR.File(header, channels) as exr:

@@ -93,7 +93,7 @@ def select_variant(prefer_fast: bool = True) -> str:
     global _selected
     if _selected is None:
         _selected = _choose(prefer_fast)
-    import mitsuba as mi
+    import mitsuba as mi  # lazy: DRJIT_LIBLLVM_PATH must be set before the first import
 
     if mi.variant() != _selected:
         mi.set_variant(_selected)
@@ -127,7 +127,7 @@ def _adopt_llvm_path(llvm_path: str | None) -> str | None:
             os.environ[LLVM_PATH_ENV] = llvm_path
         return None
     # Dr.Jit was imported already and loaded some libLLVM: usable only if it is new enough.
-    import drjit as dr
+    import drjit as dr  # lazy: importing Dr.Jit loads libLLVM (module docstring)
 
     loaded = dr.detail.llvm_version() if dr.has_backend(dr.JitBackend.LLVM) else None
     if loaded and loaded[0] >= MIN_LLVM_MAJOR:
@@ -250,7 +250,7 @@ def perspective_sensor(
     Call :func:`select_variant` first. The ``multijitter`` count is rounded up with
     :func:`multijitter_sample_count`.
     """
-    import mitsuba as mi
+    import mitsuba as mi  # lazy: DRJIT_LIBLLVM_PATH must be set before the first import
 
     if sampler == "multijitter":
         spp = multijitter_sample_count(spp)

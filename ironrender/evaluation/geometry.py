@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import trimesh
 
 from ironrender.data.capture.files import SPARSE_POINTS_FILE
 from ironrender.errors import IronError
@@ -38,15 +39,11 @@ QUERY_CHUNK = 65536
 
 def bounding_diameter(mesh) -> float:
     """Diameter of the minimum bounding sphere of a mesh's vertices."""
-    import trimesh
-
     _, radius = trimesh.nsphere.minimum_nsphere(np.asarray(mesh.vertices))
     return 2.0 * float(radius)
 
 
 def load_gt_mesh(gt_dir: Path):
-    import trimesh
-
     return trimesh.load(gt_dir / "mesh.obj", force="mesh", process=False)
 
 
@@ -101,8 +98,6 @@ def reconstructed_mesh(
 
     Returns ``(mesh, description)``.
     """
-    import trimesh
-
     path = export_dir / OBJ_NAME
     if path.is_file():
         mesh = trimesh.load(path, force="mesh", process=False, skip_materials=True)

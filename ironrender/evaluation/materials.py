@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import trimesh
 from torch import Tensor
 
 from ironrender.data.images import read_image
@@ -69,8 +70,6 @@ class SurfaceMaterials:
 
 def sample_gt_materials(gt_dir: Path, gt_mesh, count: int, seed: int) -> SurfaceMaterials:
     """Area-uniform points on the GT mesh and the GT maps looked up at their UVs."""
-    import trimesh
-
     uv = getattr(gt_mesh.visual, "uv", None)
     if uv is None or len(uv) != len(gt_mesh.vertices):
         raise IronError(f"{gt_dir / 'mesh.obj'}: the GT mesh has no UVs; no material metrics")

@@ -1,8 +1,8 @@
 """Evaluation metrics: images (PSNR, SSIM, LPIPS), geometry (Chamfer, F-score, normals), materials.
 
-Image metrics follow IRON's protocol (``evaluation/eval_image_folder.py``, reference §6): images
-are (H, W, C) arrays in [0, 1] (IRON compares the gamma-encoded PNGs; the caller decides which
-encoding it passes), data range 1.
+Image metrics follow IRON's protocol (IRON §4.2; ``evaluation/eval_image_folder.py`` in its code;
+docs/architecture.md (A32)): images are (H, W, C) arrays in [0, 1] (IRON compares the
+gamma-encoded PNGs; the caller decides which encoding it passes), data range 1.
 
 * PSNR = 10 log10(1 / MSE), MSE over all pixels and channels (or the masked pixels); +inf when
   the images are identical.
@@ -46,9 +46,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import kornia
 import numpy as np
 import torch
 import trimesh
+from scipy.spatial import cKDTree
 from torch import Tensor
 
 ImageLike = np.ndarray | Tensor
@@ -106,8 +108,6 @@ def psnr(pred: ImageLike, gt: ImageLike, mask: ImageLike | None = None) -> float
 
 def ssim(pred: ImageLike, gt: ImageLike) -> float:
     """Mean SSIM of (H, W, C) or (H, W) images, skimage/IRON settings (module docstring)."""
-    import kornia
-
     p, g = _as_tensor(pred), _as_tensor(gt)
     _check_pair(p, g)
     if p.ndim == 2:
@@ -124,7 +124,7 @@ def ssim(pred: ImageLike, gt: ImageLike) -> float:
 def lpips(pred: ImageLike, gt: ImageLike) -> float | None:
     """LPIPS-Alex (IRON's third image metric) if the ``lpips`` package is importable, else None."""
     try:
-        import lpips as lpips_package
+        import lpips as lpips_package  # lazy: an optional package, not a dependency
     except ImportError:
         return None
     model = _lpips_model(lpips_package)
@@ -190,8 +190,6 @@ class PointToMesh:
 
 def point_to_mesh(points: np.ndarray, mesh: trimesh.Trimesh) -> PointToMesh:
     """Exact point-to-triangle distances, minimised over the nearest candidate triangles."""
-    from scipy.spatial import cKDTree
-
     k = min(CANDIDATE_FACES, len(mesh.faces))
     tree = cKDTree(mesh.triangles_center)
     triangles = np.asarray(mesh.triangles)

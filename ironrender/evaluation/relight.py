@@ -42,6 +42,7 @@ import torch
 
 from ironrender.data.cameras import Cameras, intrinsics_from_fov, look_at
 from ironrender.data.images import read_image, write_data_png, write_image
+from ironrender.data.mitsuba_backend import perspective_sensor, select_variant
 from ironrender.errors import IronError
 from ironrender.evaluation.config import EvalConfig
 from ironrender.evaluation.views import encode_8bit, image_scores, mean_of
@@ -69,10 +70,8 @@ class TurntableConfig:
 
 
 def _mitsuba():
-    from ironrender.data.mitsuba_backend import select_variant
-
     select_variant()
-    import mitsuba as mi
+    import mitsuba as mi  # lazy: select_variant() sets DRJIT_LIBLLVM_PATH before its first import
 
     return mi
 
@@ -111,8 +110,6 @@ def mitsuba_sensor(cameras: Cameras, index: int, spp: int) -> dict:
     Centred principal point and square pixels only, as
     :func:`~ironrender.data.mitsuba_backend.perspective_sensor` (ValueError otherwise).
     """
-    from ironrender.data.mitsuba_backend import perspective_sensor
-
     K = cameras.intrinsics[index].detach().cpu().double().numpy()
     c2w = cameras.c2w[index].detach().cpu().double().numpy()
     return perspective_sensor(K, c2w, cameras.width(index), cameras.height(index), spp)

@@ -18,7 +18,12 @@ from __future__ import annotations
 import base64
 import html
 import json
+import math
 from pathlib import Path
+
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from ironrender.storage import atomic_write_text
 
 MAX_VIEWS = 8
 CURVE_WIDTH, CURVE_HEIGHT = 360, 160
@@ -77,8 +82,6 @@ def _per_view_table(per_view: list[dict]) -> str:
 
 def read_scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
     """All scalar series of the TensorBoard event files under ``log_dir``."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
     series: dict[str, list[tuple[int, float]]] = {}
     for events in sorted(log_dir.rglob("events.out.tfevents.*")):
         accumulator = EventAccumulator(str(events.parent), size_guidance={"scalars": 0})
@@ -91,8 +94,6 @@ def read_scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
 
 def _svg_curve(title: str, points: list[tuple[int, float]]) -> str:
     """A small line plot; log scale on y for positive series spanning over a decade."""
-    import math
-
     steps = [p[0] for p in points]
     values = [p[1] for p in points if math.isfinite(p[1])]
     if len(values) < 2:
@@ -203,7 +204,5 @@ dl.notes dt {{ font-weight: bold; margin-top: 0.4em; }} dl.notes dd {{ margin-le
 </body></html>
 """
     out = run_dir / "report.html"
-    from ironrender.storage import atomic_write_text
-
     atomic_write_text(out, page)
     return out

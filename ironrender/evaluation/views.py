@@ -1,6 +1,7 @@
 """Held-out views: render each test view, write the images, score them as IRON does.
 
-**Image metrics** follow IRON's ``eval_image_folder.py`` (reference §6): prediction and
+**Image metrics** follow ``evaluation/eval_image_folder.py`` in IRON's code (IRON §4.2;
+docs/architecture.md (A32)): prediction and
 photograph are compared as the 8-bit gamma-encoded images written to disk,
 ``round(255 clip(x, 0, 1)^(1/2.2)) / 255`` (sRGB-encoded when the run says the capture is),
 over the full image (black background included),
@@ -20,11 +21,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from ironrender.data.cameras import Cameras
 from ironrender.data.images import write_data_png
 from ironrender.data.tone_curve import DEFAULT_TONE_CURVE, encode
+from ironrender.evaluation import metrics
 from ironrender.evaluation.config import EvalConfig
 from ironrender.training.trained_model import OPACITY_THRESHOLD, TrainedModel
 
@@ -45,8 +49,6 @@ def encode_8bit(linear: np.ndarray | Tensor, curve: str = DEFAULT_TONE_CURVE) ->
 
 def image_scores(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray | None = None) -> dict:
     """PSNR, SSIM (and LPIPS if available, PSNR over ``mask`` if given) of encoded images."""
-    from ironrender.evaluation import metrics
-
     scores = {"psnr": metrics.psnr(pred, gt), "ssim": metrics.ssim(pred, gt)}
     perceptual = metrics.lpips(pred, gt)
     if perceptual is not None:
@@ -113,8 +115,6 @@ def evaluate_views(
     its photograph (and GT mask) reduced by :func:`area_downsample`. ``psnr_object`` takes the GT
     mask ``masks[i]`` where there is one, else the render's own object mask.
     """
-    from tqdm.auto import tqdm
-
     rows = []
     for i in tqdm(range(len(names)), desc="eval views", unit="view", disable=not config.progress):
         gt_mask = masks[i] if masks is not None else None
@@ -174,8 +174,6 @@ def read_masks(gt_dir: Path, names: list[str]) -> list[np.ndarray | None] | None
     folder = gt_dir / "masks" / "test"
     if not folder.is_dir():
         return None
-    from PIL import Image
-
     masks: list[np.ndarray | None] = []
     for name in names:
         path = folder / name

@@ -1,12 +1,13 @@
 """Texture baking: one material query per texel, at the surface point the texel covers.
 
-IRON (reference §6, step 3) splats 25M random surface samples into the texture with a Gaussian
-kernel and leaves gutters empty. We instead invert the UV map exactly: each triangle is
-rasterised in texture space, and a texel whose centre lies inside a triangle with barycentric
-coordinates ``(b0, b1, b2)`` gets the point ``x = b0 x0 + b1 x1 + b2 x2`` and the normal
-``normalize(b0 n0 + b1 n1 + b2 n2)`` (interpolated vertex normals). The material function is
-queried once per covered texel (no splatting blur, no noise). Like IRON, points are not projected
-onto the zero level set: the mesh is within a fraction of a grid cell of it.
+IRON's code (``models/export_materials.py``; IRON §3.3, docs/architecture.md (A30)) splats 25M
+random surface samples into the texture with a Gaussian kernel and leaves gutters empty. We
+instead invert the UV map exactly: each triangle is rasterised in texture space, and a texel
+whose centre lies inside a triangle with barycentric coordinates ``(b0, b1, b2)`` gets the point
+``x = b0 x0 + b1 x1 + b2 x2`` and the normal ``normalize(b0 n0 + b1 n1 + b2 n2)`` (interpolated
+vertex normals). The material function is queried once per covered texel (no splatting blur, no
+noise). Like IRON, points are not projected onto the zero level set: the mesh is within a
+fraction of a grid cell of it.
 
 Empty texels (gutters between charts, outside the atlas) are filled with the value of the
 nearest covered texel (Euclidean distance transform), so bilinear filtering and every mip level
@@ -22,7 +23,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy.ndimage import distance_transform_edt
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from ironrender.errors import IronError
 from ironrender.export.uv import UVMesh
@@ -157,8 +160,6 @@ def query_materials(
     progress: bool = False,
 ) -> dict[str, np.ndarray]:
     """Evaluate ``materials_fn`` on (P, 3) points/normals in chunks under ``no_grad``."""
-    from tqdm.auto import tqdm
-
     device = torch.device(device)
     parts: dict[str, list[np.ndarray]] = {}
     starts = range(0, len(points), chunk)
@@ -176,8 +177,6 @@ def query_materials(
 
 def fill_gutters(texture: np.ndarray, coverage: np.ndarray) -> np.ndarray:
     """Give every uncovered texel the value of its nearest covered texel (Euclidean)."""
-    from scipy.ndimage import distance_transform_edt
-
     if coverage.all():
         return texture
     _, (rows, cols) = distance_transform_edt(~coverage, return_indices=True)

@@ -5,6 +5,7 @@ The mesh itself comes from the SDF's zero level set (:mod:`ironrender.fields.lev
 
 from __future__ import annotations
 
+import fast_simplification
 import numpy as np
 import trimesh
 
@@ -21,8 +22,6 @@ def decimate(mesh: trimesh.Trimesh, max_faces: int) -> trimesh.Trimesh:
         raise IronError(f"max_faces must be at least 4, got {max_faces}")
     if len(mesh.faces) <= max_faces:
         return mesh
-    import fast_simplification
-
     verts, faces = fast_simplification.simplify(
         np.asarray(mesh.vertices, dtype=np.float64),
         np.asarray(mesh.faces, dtype=np.int32),

@@ -1,4 +1,4 @@
-"""UV atlas with xatlas (IRON used Blender's ``smart_project``; reference §6, step 2).
+"""UV atlas with xatlas (IRON §3.3 used Blender's Smart UV Project; docs/architecture.md#export).
 
 xatlas cuts the surface into charts and packs them into one square atlas. Vertices on chart
 boundaries (seams) are duplicated, one copy per chart, so every vertex has exactly one UV;
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import trimesh
+import xatlas
 
 from ironrender.errors import IronError
 
@@ -60,8 +61,6 @@ def unwrap(
     [0, 1] regardless, so the gutter shrinks in proportion (4 -> ~3.3 texels) but charts never
     overlap.
     """
-    import xatlas
-
     if len(mesh.faces) == 0:
         raise IronError("cannot unwrap an empty mesh")
     atlas = xatlas.Atlas()

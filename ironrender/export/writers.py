@@ -7,7 +7,8 @@ Material model (the project's GGX at a co-located flash, :mod:`ironrender.render
 with ``rho_d`` the diffuse albedo, ``rho_s`` the specular albedo (= F0, the Fresnel factor is
 folded into it) and ``alpha`` the GGX alpha.
 
-Files written to ``out_dir`` (IRON's names, reference §6, where they exist):
+Files written to ``out_dir`` (the names of IRON's code where they exist; docs/architecture.md
+(A31)):
 
 * ``mesh.obj`` + ``mesh.mtl``: positions, UVs, vertex normals; ``mtllib``/``usemtl`` (IRON wrote
   ``usemtl ./mesh.mtl`` where ``mtllib`` belongs). MTL lines: ``map_Kd diffuse_albedo.png``,
@@ -35,16 +36,18 @@ Files written to ``out_dir`` (IRON's names, reference §6, where they exist):
   lobe (``materials.diffuse_model=burley``) gets ``principled`` (specular 0, roughness =
   ``perceptual_roughness.exr``) in place of ``diffuse``: exactly that lobe. OBJ/MTL and glTF
   have no switch for it; glTF viewers' diffuse is Lambert or Burley depending on the viewer.
-* ``light.json``: the estimated flash intensity ``I`` (radiance ``I / d^2``, seed eq. 3).
+* ``light.json``: the estimated flash intensity ``I`` (radiance ``I / d^2``, IRON Eq. 3).
 """
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 import numpy as np
 import trimesh
+from PIL import Image
 
 from ironrender.data.images import write_data_png, write_image
 from ironrender.data.tone_curve import encode
@@ -128,8 +131,6 @@ def write_obj(uv_mesh: UVMesh, path: Path, mtl_name: str) -> None:
 
 
 def _rows(tag: str, values: np.ndarray, fmt: str) -> list[str]:
-    import io
-
     buffer = io.StringIO()
     np.savetxt(buffer, values, fmt=fmt)
     return [f"{tag} {line}\n" for line in buffer.getvalue().splitlines()]
@@ -161,7 +162,7 @@ def light_json(light_intensity: float, diffuse_model: str = "lambert") -> str:
         json.dumps(
             {
                 "light_intensity": float(light_intensity),
-                "model": "point light co-located with the camera; radiance I / d^2 (seed eq. 3)",
+                "model": "point light co-located with the camera; radiance I / d^2 (IRON Eq. 3)",
                 "diffuse_model": diffuse_model,
             },
             indent=2,
@@ -172,8 +173,6 @@ def light_json(light_intensity: float, diffuse_model: str = "lambert") -> str:
 
 def write_glb(uv_mesh: UVMesh, maps: dict[str, np.ndarray], path: Path) -> Path:
     """glTF 2.0 binary with a metallic-roughness PBR material (see the module docstring)."""
-    from PIL import Image
-
     base = np.round(encode(maps[DIFFUSE]) * 255.0).astype(np.uint8)
     rough = np.clip(maps[PERCEPTUAL_ROUGHNESS][..., 0], 0.0, 1.0)
     packed = np.zeros((*rough.shape, 3), dtype=np.float32)

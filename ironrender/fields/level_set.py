@@ -1,10 +1,11 @@
 """The zero level set of a signed-distance field as a triangle mesh (grid, marching cubes).
 
-IRON (``models/export_mesh.py``, reference §6) evaluates the SDF on a regular grid and runs
-marching cubes at level 0. We do the same on an axis-aligned grid over ``[-bound, bound]^3``
-(IRON's extra PCA-aligned 512-sample pass only re-orients the grid; a finer ``resolution`` gives
-the same accuracy without it). The field is queried in chunks under ``no_grad`` so memory is
-bounded by ``chunk`` points plus the float32 volume (``resolution^3 * 4`` bytes).
+IRON (§3.3; ``models/export_mesh.py`` in its code; docs/architecture.md (A29)) evaluates the SDF
+on a regular grid and runs marching cubes at level 0. We do the same on an axis-aligned grid
+over ``[-bound, bound]^3`` (IRON's extra PCA-aligned 512-sample pass only re-orients the grid; a
+finer ``resolution`` gives the same accuracy without it). The field is queried in chunks under
+``no_grad`` so memory is bounded by ``chunk`` points plus the float32 volume (``resolution^3 * 4``
+bytes).
 
 Sign convention (``ironrender.fields.base``): the SDF is negative inside, so the outward normal
 is the SDF gradient and marching cubes must orient faces along increasing SDF.
@@ -22,6 +23,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 import trimesh
+from skimage.measure import marching_cubes
 from torch import Tensor
 
 from ironrender.errors import IronError
@@ -78,8 +80,6 @@ def mesh_from_grid(
     Raises :class:`IronError` when the volume has no zero crossing (the surface is not inside
     the box, or the field is not a valid SDF) or contains NaN.
     """
-    from skimage.measure import marching_cubes
-
     if not np.all(np.isfinite(volume)):
         raise IronError("the SDF returned NaN or infinite values on the export grid")
     lo, hi = float(volume.min()), float(volume.max())

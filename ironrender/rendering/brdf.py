@@ -1,5 +1,6 @@
-"""The GGX microfacet BRDF under a point light: IRON's co-located flash (seed eqs. 1-3), and a
-light anywhere else (a flash beside the lens).
+"""The GGX microfacet BRDF under a point light: IRON's co-located flash (IRON §3.2, Eqs. 1-3),
+and a light anywhere else (a flash beside the lens). docs/architecture.md#shading, (A14)-(A16);
+the off-lens light (A39), the Burley lobe (A36).
 
 With the flash at the camera centre ``o`` the light and view directions coincide,
 ``omega_i = omega_o = v``, so the half-vector is ``h = v`` and the only angle left is
@@ -33,7 +34,7 @@ At the co-located light ``theta_l = theta_v`` and ``theta_d = 0``, so it reduces
 (``R = 2 roughness cos^2 theta_d`` with perceptual roughness ``sqrt(alpha)``): 1 at normal
 incidence, up to ``1 + 2R``-ish towards grazing angles for rough surfaces, below 1 for smooth ones.
 
-Radiance leaving the surface towards the camera (seed eqs. 2-3):
+Radiance leaving the surface towards the camera (IRON Eqs. 2-3):
 
     L = I / d^2 * f_r * c,      d = |x - o| (distance to the light = camera centre).
 
@@ -137,7 +138,7 @@ def shade_flash(
     light_intensity: Tensor | float,
     diffuse_model: str = "lambert",
 ) -> FlashShading:
-    """Radiance towards a camera whose centre holds a point light (seed eqs. 2-3).
+    """Radiance towards a camera whose centre holds a point light (IRON Eqs. 2-3).
 
     ``normals`` (..., 3) unit shading normals; ``points`` (..., 3); ``light_positions`` (..., 3)
     the camera centres; ``light_intensity`` a scalar (grey) or (..., 3) radiant intensity ``I``.

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 from torch import Tensor
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
 
 from ironrender.data.images import write_data_png
 
@@ -50,13 +52,9 @@ class RunLog:
         self.folder = Path(folder)
         self.writer = None
         if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
             self.writer = SummaryWriter(str(self.folder / "tb"), purge_step=start)
         self.bar = None
         if progress:
-            from tqdm import tqdm
-
             self.bar = tqdm(total=total, initial=start, desc=description, dynamic_ncols=True)
 
     def step(self, step: int, scalars: dict[str, float], write: bool) -> None:

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from ironrender.data.dataset import Split
+from ironrender.fields.level_set import extract_mesh
 from ironrender.fields.sdf import NeuralSDF
 from ironrender.rendering.samplers import SDFGridCache
 from ironrender.rendering.volume import render_image
@@ -68,8 +69,6 @@ def write_previews(
 
 def write_mesh(sdf: NeuralSDF, path: Path, resolution: int, device: torch.device) -> Path:
     """Marching cubes on the SDF (largest component kept, as IRON's export) to ``path``."""
-    from ironrender.fields.level_set import extract_mesh
-
     mesh = extract_mesh(sdf.sdf, resolution, bound=1.0, device=device, keep_largest_component=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     mesh.export(path)

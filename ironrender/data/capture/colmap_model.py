@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from ironrender.data.capture.config import PINHOLE_MODELS
 from ironrender.data.capture.photos import ASPECT_TOLERANCE, Photo, resize_linear
@@ -98,8 +99,6 @@ def _same_aspect(image: np.ndarray, size: tuple[int, int]) -> bool:
 
 def _read_raw_orientation(path: Path) -> np.ndarray:
     """Linear RGB ignoring the EXIF orientation (what COLMAP 3.x reads)."""
-    from PIL import Image
-
     with Image.open(path) as img:
         data = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
     return decode(data).astype(np.float32)

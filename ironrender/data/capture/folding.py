@@ -170,7 +170,7 @@ def epipolar_errors_px(
     essential matrix ``E = [t]_x R``, and ``x2^T E x1 = 0`` for a correct match; the Sampson
     distance is its first-order geometric error, scaled to pixels by ``focal``.
     """
-    import pycolmap
+    import pycolmap  # lazy: ~0.25 s, and `iron --help` loads this module (cli/import_photos)
 
     R = w2c2[:3, :3] @ w2c1[:3, :3].T
     t = w2c2[:3, 3] - R @ w2c1[:3, 3]

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from ironrender.data.capture.messages import short
 from ironrender.data.images import IMAGE_SUFFIXES, read_image, write_image
@@ -93,8 +94,6 @@ def upright_size(path: Path) -> tuple[int, int]:
     if path.suffix.lower() == ".exr":
         image = read_image(path)
         return image.shape[1], image.shape[0]
-    from PIL import Image
-
     with Image.open(path) as img:
         width, height = img.size
         orientation = img.getexif().get(EXIF_ORIENTATION_TAG, 1)

@@ -8,6 +8,7 @@ point). pycolmap is optional: :func:`import_pycolmap` says how to install it.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from ironrender.errors import IronError
 def import_pycolmap():
     """The pycolmap module, or an :class:`IronError` that says how to install it."""
     try:
-        import pycolmap
+        import pycolmap  # lazy: a missing pycolmap gets the install hint below
     except ImportError as exc:
         raise IronError(
             "pycolmap is not installed; install it with: pip install 'ironrender[colmap]'"
@@ -101,7 +102,6 @@ def run_sfm(
 
 def colmap_log_level(pycolmap, verbose: bool):
     """Silence COLMAP's INFO/WARNING log unless ``verbose`` (restored afterwards)."""
-    import contextlib
 
     @contextlib.contextmanager
     def scope():

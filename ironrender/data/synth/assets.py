@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from ironrender.data.images import read_image, write_data_png, write_image
 from ironrender.errors import IronError
@@ -90,7 +91,7 @@ def load_textured_mesh(path: str | Path) -> TexturedMesh:
 
     Vertices split at UV seams get the same normal on both sides, so shading has no seams.
     """
-    import trimesh
+    import trimesh  # lazy: ~1 s to import, and `iron --help` loads this module (cli/synth)
 
     path = Path(path)
     if not path.is_file():
@@ -117,7 +118,7 @@ def load_textured_mesh(path: str | Path) -> TexturedMesh:
 
 def normalize_mesh(mesh: TexturedMesh, radius: float) -> tuple[TexturedMesh, Normalization]:
     """Centre the minimum bounding sphere at the origin and scale it to ``radius``."""
-    import trimesh
+    import trimesh  # lazy: ~1 s to import, and `iron --help` loads this module (cli/synth)
 
     center, sphere_radius = trimesh.nsphere.minimum_nsphere(mesh.vertices)
     normalization = Normalization(np.asarray(center, dtype=np.float64), radius / sphere_radius)
@@ -138,8 +139,6 @@ def load_roughness_map(path: str | Path) -> np.ndarray:
     if path.suffix.lower() == ".exr":
         values = read_image(path)[..., 0]
     else:
-        from PIL import Image
-
         try:
             with Image.open(path) as img:
                 values = np.asarray(img.convert("L"), dtype=np.float32) / 255.0
@@ -156,7 +155,7 @@ def procedural_roughness(base_color: np.ndarray, low: float, high: float) -> np.
     normalized Sobel edge strength (material boundaries rougher), then smoothed so the map has
     no texel-scale aliasing.
     """
-    from skimage.filters import gaussian, sobel
+    from skimage.filters import gaussian, sobel  # lazy: ~0.5 s, on `iron --help`'s path
 
     encoded = np.clip(base_color, 0.0, 1.0) ** (1.0 / 2.2)
     luminance = encoded @ np.asarray(LUMINANCE_WEIGHTS)

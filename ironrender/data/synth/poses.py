@@ -8,17 +8,13 @@ plane), and one field of view, shared by all views, keeps the object inside ever
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
 
+from ironrender.data.cameras import Cameras, intrinsics_from_fov, look_at
 from ironrender.data.synth.config import WORLD_UP
 from ironrender.errors import IronError
-
-if TYPE_CHECKING:  # torch is imported where it is used: `iron --help` must stay fast
-    import torch
-
-    from ironrender.data.cameras import Cameras
 
 # Cameras whose viewing direction is this close to +-up use +Z as their up vector instead.
 POLE_COS = 0.99
@@ -42,10 +38,8 @@ def sample_poses(
     the random rotation to one about the up axis, so the cap stays above: a capture of an
     object on a table. None keeps the whole sphere (and the exact poses of earlier versions).
     """
-    import torch
+    # Lazy: scipy costs ~0.5 s, and this module is loaded by `iron --help` (cli/synth).
     from scipy.spatial.transform import Rotation
-
-    from ironrender.data.cameras import look_at
 
     n = n_train + n_test
     k = np.arange(n) + 0.5
@@ -94,10 +88,6 @@ def fit_field_of_view(vertices: np.ndarray, w2c: torch.Tensor, fill: float) -> f
 
 def cameras_from_poses(w2c: torch.Tensor, resolution: int, fov_degrees: float) -> Cameras:
     """Square pinhole cameras with a centred principal point (float64, CPU)."""
-    import torch
-
-    from ironrender.data.cameras import Cameras, intrinsics_from_fov
-
     K = intrinsics_from_fov(resolution, resolution, fov_degrees).to(torch.float64)
     sizes = torch.tensor([[resolution, resolution]]).expand(len(w2c), 2).clone()
     return Cameras(K.expand(len(w2c), 3, 3).clone(), w2c, sizes)

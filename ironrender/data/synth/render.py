@@ -9,7 +9,7 @@ physics we did not write. The image formation follows IRON's setting (Sec. 3 of 
 * **Light**: one ``point`` emitter at each camera centre, nothing else, black background
   (unless a room is asked for: :mod:`ironrender.data.synth.nuisances`). Integrator ``direct``
   with emitter samples only: single-bounce light transport, exactly the image formation IRON
-  models (Eq. 8 of the paper, no interreflection),
+  models (IRON Eqs. 2-3, docs/architecture.md (A14)-(A15); no interreflection),
 
       L(x -> camera) = (I / d^2) * f_r(x; v, v) * (n . v),      d = |x - camera centre|.
 
@@ -40,17 +40,20 @@ interreflection) and the emitter hidden (black background).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ironrender.data.cameras import Cameras
 from ironrender.data.envmap import procedural_sky
 from ironrender.data.images import write_image
+from ironrender.data.mitsuba_backend import (
+    horizontal_fov_degrees,
+    mitsuba_to_world,
+    multijitter_sample_count,
+    perspective_sensor,
+)
 from ironrender.data.synth.assets import Materials
 from ironrender.errors import IronError
-
-if TYPE_CHECKING:
-    from ironrender.data.cameras import Cameras
 
 # Intensity (W/sr) of the point light in the raw renders; the exposure scales it.
 RENDER_INTENSITY = 1.0
@@ -133,8 +136,6 @@ def build_scene(
 def render_views(mi, scene, cameras: Cameras, seeds: list[int], move_light: bool, bar=None):
     """Render every camera by moving the scene's sensor (and the point light to the view's
     flash: its centre, or where ``cameras.flash`` puts it)."""
-    from ironrender.data.mitsuba_backend import horizontal_fov_degrees, mitsuba_to_world
-
     params = mi.traverse(scene)
     c2w = cameras.c2w.detach().cpu().double().numpy()
     K = cameras.intrinsics.detach().cpu().double().numpy()
@@ -172,8 +173,6 @@ def render_relit_views(mi, config, gt, materials, test: Cameras, names, seed0, b
     truth of relighting the *object* (what a reconstruction exports), and a room or table would
     shadow and occlude the environment differently from the scene an exported asset is put in.
     """
-    from ironrender.data.mitsuba_backend import multijitter_sample_count, perspective_sensor
-
     sky = procedural_sky(config.sky)
     sensor = perspective_sensor(
         test.intrinsics[0].numpy(), test.c2w[0].numpy(), config.resolution, config.resolution,

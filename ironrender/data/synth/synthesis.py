@@ -17,8 +17,16 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
+from tqdm import tqdm
 
+from ironrender.data.dataset import save_split
 from ironrender.data.images import write_data_png
+from ironrender.data.mitsuba_backend import (
+    multijitter_sample_count,
+    perspective_sensor,
+    select_variant,
+)
 from ironrender.data.synth.assets import (
     DEFAULT_MESH,
     DEFAULT_TEXTURE,
@@ -72,16 +80,6 @@ def synthesize(
     ``overwrite`` replaces those three folders if they exist; otherwise existing ones are an
     error.
     """
-    import torch
-    from tqdm import tqdm
-
-    from ironrender.data.dataset import save_split
-    from ironrender.data.mitsuba_backend import (
-        multijitter_sample_count,
-        perspective_sensor,
-        select_variant,
-    )
-
     start = time.perf_counter()
     _validate(config)
     out = Path(out_dir)
@@ -114,7 +112,7 @@ def synthesize(
         offset = torch.tensor(config.flash_offset, dtype=train.w2c.dtype)
         train.flash, test.flash = offset.expand(len(train), 3), offset.expand(len(test), 3)
     variant = select_variant(config.prefer_fast_variant)
-    import mitsuba as mi
+    import mitsuba as mi  # lazy: select_variant() sets DRJIT_LIBLLVM_PATH before its first import
 
     passes = 2 if config.ambient > 0 else 1  # the room's light is rendered apart
     n_renders = passes * (len(train) + len(test)) + (len(test) if config.relight else 0)
