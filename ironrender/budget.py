@@ -51,10 +51,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
+from ironrender.config import check_choices, option
+from ironrender.data.camera_file import split_cameras
 from ironrender.errors import IronError
 
-BUDGET_RULES = ("capture", "preset")
 #: The capture the ``fast`` preset was tuned on: the default scene's footprint, in pixels.
 REFERENCE_FOOTPRINT = 130.0
 MAX_PROPOSAL_RESOLUTION = 96
@@ -66,18 +68,25 @@ MAX_TEXTURE_SIZE = 4096
 class BudgetConfig:
     """How a run's step counts and resolutions are chosen (module docstring)."""
 
-    rule: str = "capture"  # "capture": counts follow from the capture; "preset": as they are
-    minutes: float = 0.0  # > 0: fit the whole run (training, export, evaluation) to this time
-    pixels_per_cell: float = 1.35  # the finest SDF cell's width in pixels at the object
-    max_grid_resolution: int = 192  # the finest SDF grid's cap (dense grids grow as R^3)
-    stage1_share: float = 0.5  # of the training time, with --minutes
+    rule: Literal["capture", "preset"] = option(
+        "capture", "capture: counts follow from the capture; preset: the preset's as they are"
+    )
+    minutes: float = option(
+        0.0, "> 0: fit the whole run (training, export, evaluation) to this time"
+    )
+    pixels_per_cell: float = option(1.35, "the finest SDF cell's width in pixels at the object")
+    max_grid_resolution: int = option(
+        192, "the finest SDF grid's cap (dense grids grow as R^3)"
+    )
+    stage1_share: float = option(0.5, "stage 1's share of the training time, with --minutes")
     # What the rule found (written when it is applied; config.json then says why):
-    footprint: float = 0.0  # D, pixels across the unit sphere at the object's depth
-    scale: float = 1.0  # s = R / R_0
+    footprint: float = option(
+        0.0, "what the rule found: D, pixels across the unit sphere at the object's depth"
+    )
+    scale: float = option(1.0, "what the rule found: s = R / R_0")
 
     def __post_init__(self) -> None:
-        if self.rule not in BUDGET_RULES:
-            raise ValueError(f"rule must be one of {BUDGET_RULES}, not {self.rule!r}")
+        check_choices(self)
         if not math.isfinite(self.minutes) or self.minutes < 0:
             raise ValueError(
                 f"minutes must be a positive number (0: no time budget), not {self.minutes}"
@@ -108,8 +117,6 @@ class CaptureSize:
 
 def capture_size(data_dir: str | Path) -> CaptureSize:
     """The :class:`CaptureSize` of a dataset (train split; test split when there is one)."""
-    from ironrender.data.camera_file import split_cameras
-
     cameras = split_cameras(Path(data_dir), "train")
     if cameras is None or len(cameras) == 0:
         raise IronError(f"{data_dir}: no training cameras to size the run from")

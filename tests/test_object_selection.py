@@ -207,7 +207,7 @@ def test_invalid_options_are_one_line_errors():
     ):
         with pytest.raises(IronError):
             check_object_options(**bad)
-    with pytest.raises(ValueError, match="object must be one of"):
+    with pytest.raises(ValueError, match="object: expected one of"):
         ExportConfig(object="biggest")
     with pytest.raises(IronError, match="export: cut_plane"):
         cfg.merge(ExportConfig(), {"cut_plane": [0, 0, 0, 1]}, "export")

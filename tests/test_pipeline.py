@@ -76,7 +76,7 @@ def test_unknown_override_is_a_user_error():
 
 def test_invalid_override_value_is_a_one_line_error(tmp_path):
     """A value the config's own validation rejects (not just an unknown key) exits cleanly."""
-    with pytest.raises(IronError, match=r"stage1\.sdf\.grid: grid kind must be"):
+    with pytest.raises(IronError, match=r"stage1\.sdf\.grid\.kind: expected one of"):
         resolve_config("fast", None, ["stage1.sdf.grid.kind=octree"])
     result = subprocess.run(
         [sys.executable, "-m", "ironrender", "fit", str(tmp_path), str(tmp_path / "r")]
@@ -85,7 +85,7 @@ def test_invalid_override_value_is_a_one_line_error(tmp_path):
         text=True,
     )
     assert result.returncode == 2
-    assert len(result.stderr.strip().splitlines()) == 1 and "grid kind" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "grid.kind" in result.stderr
 
 
 def test_override_examples_in_the_readme_resolve():
@@ -118,5 +118,5 @@ def test_unknown_stage2_background_is_refused_before_training():
     from ironrender.config import apply_overrides
     from ironrender.pipeline import run_preset
 
-    with pytest.raises(IronError, match="background must be one of"):
+    with pytest.raises(IronError, match="stage2.background: expected one of"):
         apply_overrides(run_preset("fast"), ["stage2.background=room"])

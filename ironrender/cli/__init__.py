@@ -16,7 +16,7 @@ import signal
 import sys
 
 # Order is the order shown in `iron --help`.
-COMMANDS = ("demo", "synth", "check", "fit", "export", "eval", "run", "import_photos")
+COMMANDS = ("demo", "synth", "check", "fit", "export", "eval", "run", "config", "import_photos")
 
 EXIT_USER_ERROR = 2
 

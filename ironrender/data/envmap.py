@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ironrender.config import option
+
 
 def latlong_directions(width: int, height: int) -> np.ndarray:
     """Unit world directions (H, W, 3) of every sample of a (H, W) map (Mitsuba's layout)."""
@@ -78,19 +80,21 @@ class SkyConfig:
     shading (its solid angle is about pi * sigma^2 = 0.015 sr at 4 degrees).
     """
 
-    width: int = 256
-    zenith: tuple[float, float, float] = (0.25, 0.45, 1.0)
-    horizon: tuple[float, float, float] = (1.0, 0.95, 0.9)
-    ground: tuple[float, float, float] = (0.30, 0.25, 0.20)
-    sun_color: tuple[float, float, float] = (1.0, 0.92, 0.8)
-    sun_radiance: float = 400.0
-    sun_sigma_deg: float = 4.0
-    sun_elevation_deg: float = 40.0
-    sun_azimuth_deg: float = 60.0
-    # Exponent of the sky gradient in sin(elevation): < 1 keeps the horizon bright over a band.
-    gradient_exponent: float = 0.5
-    # Width (in sin(elevation)) of the soft transition between ground and sky at the horizon.
-    horizon_blend: float = 0.05
+    width: int = option(256, "width of the lat-long map, pixels (height W/2 + 1)")
+    zenith: tuple[float, float, float] = option((0.25, 0.45, 1.0), "sky radiance at the zenith")
+    horizon: tuple[float, float, float] = option((1.0, 0.95, 0.9), "sky radiance at the horizon")
+    ground: tuple[float, float, float] = option((0.30, 0.25, 0.20), "radiance of the ground")
+    sun_color: tuple[float, float, float] = option((1.0, 0.92, 0.8), "colour of the sun")
+    sun_radiance: float = option(400.0, "the sun's peak radiance")
+    sun_sigma_deg: float = option(4.0, "angular width of the sun blob, degrees")
+    sun_elevation_deg: float = option(40.0, "the sun's elevation, degrees")
+    sun_azimuth_deg: float = option(60.0, "the sun's azimuth, degrees")
+    gradient_exponent: float = option(
+        0.5, "exponent of the sky gradient in sin(elevation): < 1 keeps the horizon bright"
+    )
+    horizon_blend: float = option(
+        0.05, "width (in sin(elevation)) of the soft ground-sky transition at the horizon"
+    )
 
 
 def procedural_sky(config: SkyConfig | None = None) -> np.ndarray:

@@ -15,11 +15,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
+from ironrender.config import check_choices, option
 from ironrender.data.images import write_image
 from ironrender.errors import IronError
 from ironrender.export.bake import DEFAULT_BAKE_CHUNK, BakedTextures, bake_textures
@@ -65,23 +68,32 @@ class ExportConfig:
     with ``object="largest"`` means ``all``.
     """
 
-    resolution: int = 256
-    bound: float = 1.0
-    sdf_chunk: int = DEFAULT_CHUNK
-    keep_largest_component: bool = True
-    object: str = "largest"
-    crop_min: tuple[float, ...] | None = None
-    crop_max: tuple[float, ...] | None = None
-    cut_plane: tuple[float, ...] | None = None
-    max_faces: int = 50_000
-    texture_size: int = 2048
-    padding: int = DEFAULT_CHART_PADDING
-    bake_chunk: int = DEFAULT_BAKE_CHUNK
-    write_glb: bool = True
-    write_mitsuba: bool = True
-    progress: bool = True
+    resolution: int = option(256, "marching-cubes grid per axis over [-bound, bound]^3")
+    bound: float = option(1.0, "half the side of the cube the mesh is extracted from")
+    sdf_chunk: int = option(DEFAULT_CHUNK, "points per SDF evaluation in marching cubes")
+    keep_largest_component: bool = option(
+        True, "the older switch, kept so saved configurations load: false with largest means all"
+    )
+    object: Literal["largest", "all", "auto"] = option(
+        "largest", "largest (IRON's largest component), all, or auto (cut a support plane away)"
+    )
+    crop_min: tuple[float, ...] | None = option(None, "(x, y, z): keep the inside of a box ...")
+    crop_max: tuple[float, ...] | None = option(None, "... up to this corner (x, y, z)")
+    cut_plane: tuple[float, ...] | None = option(
+        None, "(nx, ny, nz, d): keep the half-space n . x + d > 0"
+    )
+    max_faces: int = option(
+        50_000, "decimation budget before UV unwrapping (xatlas costs ~15 s per 57k faces)"
+    )
+    texture_size: int = option(2048, "square texture side, texels (IRON: 2048)")
+    padding: int = option(DEFAULT_CHART_PADDING, "texels between UV charts")
+    bake_chunk: int = option(DEFAULT_BAKE_CHUNK, "texels per batch when baking the textures")
+    write_glb: bool = option(True, "also write the asset as a glTF binary (GLB)")
+    write_mitsuba: bool = option(True, "also write a Mitsuba 3 scene")
+    progress: bool = option(True, "a progress bar on the terminal")
 
     def __post_init__(self) -> None:
+        check_choices(self)
         try:
             check_object_options(self.object, self.crop_min, self.crop_max, self.cut_plane)
         except IronError as exc:  # configuration errors are ValueErrors (ironrender.config)
@@ -141,8 +153,6 @@ def export_asset(
     ``up`` points to the cameras' side of the scene (the capture's up), which ``object="auto"``
     uses to tell a support's side. ``result.selection`` says what was kept.
     """
-    from tqdm.auto import tqdm
-
     config = config or ExportConfig()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

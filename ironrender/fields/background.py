@@ -27,12 +27,13 @@ one learned colour).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ironrender.config import option
 from ironrender.fields.encodings import DenseGridEncoding, GridConfig, PositionalEncoding
 from ironrender.fields.sdf import MLP
 
@@ -45,28 +46,32 @@ DENSITY_SHIFT = -1.0  # softplus(raw - 1): the room starts thin, not a grey fog
 class BackgroundFieldConfig:
     """The NeRF++-style background's size. Defaults are the ``fast`` preset's (CPU)."""
 
-    samples: int = 16  # per ray, stratified in disparity
-    grid: GridConfig = field(
-        default_factory=lambda: GridConfig(
+    samples: int = option(16, "samples per ray beyond the sphere, stratified in disparity")
+    grid: GridConfig = option(
+        factory=lambda: GridConfig(
             levels=6,
             features_per_level=2,
             base_resolution=8,
             max_resolution=128,
             init_scale=1e-2,
             bound=CONTRACTED_BOUND,
-        )  # fmt: skip
+        ),  # fmt: skip
+        help="dense grid over the contracted outside (the ball of radius 2)",
     )
-    use_grid: bool = True  # False: NeRF++'s positional encoding of the contracted point
-    pos_freqs: int = 0  # positional encoding of the contracted point (NeRF++: 10)
-    dir_freqs: int = 2  # of the viewing direction (NeRF++: 4)
-    hidden_dim: int = 32
-    num_hidden: int = 2
-    skip_layers: tuple[int, ...] = ()
+    use_grid: bool = option(
+        True, "the grid; false: NeRF++'s positional encoding of the contracted point"
+    )
+    pos_freqs: int = option(0, "positional encoding of the contracted point (NeRF++: 10)")
+    dir_freqs: int = option(2, "positional encoding of the viewing direction (NeRF++: 4)")
+    hidden_dim: int = option(32, "width of the MLP's hidden layers")
+    num_hidden: int = option(2, "hidden layers of the MLP")
+    skip_layers: tuple[int, ...] = option((), "layers that take the input again (NeRF++: 4)")
 
 
 def paper_background_config() -> BackgroundFieldConfig:
-    """IRON's NeRF++ background (reference §2): PE-10 of the inverted-sphere point, PE-4 of the
-    view, 8 x 256 with a skip at 4, 32 samples outside the sphere."""
+    """IRON's NeRF++ background (its code; docs/architecture.md#defaults-from-irons-code): PE-10
+    of the inverted-sphere point, PE-4 of the view, 8 x 256 with a skip at 4, 32 samples outside
+    the sphere."""
     return BackgroundFieldConfig(
         samples=32, use_grid=False, pos_freqs=10, dir_freqs=4, hidden_dim=256, num_hidden=8,
         skip_layers=(4,),

@@ -21,10 +21,13 @@ Both are device-agnostic: their buffers and parameters follow ``module.to(device
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from ironrender.config import check_choices, option
 
 
 class PositionalEncoding(nn.Module):
@@ -64,18 +67,23 @@ class GridConfig:
     ``b = (max_resolution / base_resolution)^(1/(levels-1))`` (Instant-NGP's eq. 2 growth).
     """
 
-    levels: int = 8
-    features_per_level: int = 2
-    base_resolution: int = 16
-    max_resolution: int = 96
-    init_scale: float = 1e-4  # features start near zero: the MLP's geometric init rules at step 0
-    bound: float = 1.0  # the grid spans [-bound, bound]^3
-    kind: str = "dense"  # "dense" (DenseGridEncoding) or "hash" (HashGridEncoding)
-    log2_hashmap_size: int = 19  # hash grid only: table entries per level (Instant-NGP's T)
+    levels: int = option(8, "number of resolutions, growing geometrically")
+    features_per_level: int = option(2, "features stored per vertex at each level")
+    base_resolution: int = option(16, "vertices per axis of the coarsest level")
+    max_resolution: int = option(96, "vertices per axis of the finest level")
+    init_scale: float = option(
+        1e-4, "features start near zero: the MLP's geometric init rules at step 0"
+    )
+    bound: float = option(1.0, "the grid spans [-bound, bound]^3")
+    kind: Literal["dense", "hash"] = option(
+        "dense", "dense (DenseGridEncoding) or hash (Instant-NGP's HashGridEncoding)"
+    )
+    log2_hashmap_size: int = option(
+        19, "hash grid only: log2 of the table entries per level (Instant-NGP's T)"
+    )
 
     def __post_init__(self) -> None:
-        if self.kind not in ("dense", "hash"):
-            raise ValueError(f"grid kind must be 'dense' or 'hash', not {self.kind!r}")
+        check_choices(self)
 
     def resolutions(self) -> list[int]:
         """Vertices per axis at each level (Instant-NGP's geometric growth)."""

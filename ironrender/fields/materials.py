@@ -30,19 +30,22 @@ Output mappings (``MaterialConfig.mapping``):
 
 The light is stored as ``log I``: always positive, and Adam's roughly constant step size becomes a
 constant *relative* step, which suits intensities that range over two orders of magnitude between
-captures (IRON's learned values run from 1.2 to 136; reference §4).
+captures (IRON's learned values run from 1.2 to 136 in its code's logs and issues;
+docs/architecture.md#light-intensity).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Literal, get_args
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ironrender.config import check_choices, option
 from ironrender.data.tone_curve import DEFAULT_TONE_CURVE, GAMMA, decode
 from ironrender.fields.base import SDFField
 from ironrender.fields.encodings import GridConfig, PositionalEncoding, make_grid_encoding
@@ -51,7 +54,8 @@ from ironrender.fields.sdf import MLP
 
 RGB = 3
 NORMAL_DIM = 3
-# IRON's output mappings (reference §2 table): rho_s = |scale (y + offset)|, alpha likewise + min.
+# IRON's output mappings (its render_surface.py; docs/architecture.md#defaults-from-irons-code):
+# rho_s = |scale (y + offset)|, alpha likewise + min.
 REFERENCE_SCALE = 0.1
 REFERENCE_SPECULAR_OFFSET = 0.4
 REFERENCE_ROUGHNESS_OFFSET = 0.1
@@ -59,7 +63,8 @@ REFERENCE_ROUGHNESS_MIN = 0.01
 
 #: The diffuse lobes the BRDF implements (:func:`ironrender.rendering.brdf.shade_flash`): IRON's
 #: Lambert, or Burley's (Disney diffuse, as Mitsuba's principled BSDF).
-DIFFUSE_MODELS = ("lambert", "burley")
+DiffuseModel = Literal["lambert", "burley"]
+DIFFUSE_MODELS = get_args(DiffuseModel)
 
 
 @dataclass
@@ -69,31 +74,38 @@ class MaterialConfig:
     The diffuse-albedo network is not configured here: it is the stage-1 radiance network.
     """
 
-    use_grid: bool = True
-    grid: GridConfig = field(
-        default_factory=lambda: GridConfig(levels=6, features_per_level=2, max_resolution=64)
+    use_grid: bool = option(True, "feed both networks a multi-resolution grid encoding of x")
+    grid: GridConfig = option(
+        factory=lambda: GridConfig(levels=6, features_per_level=2, max_resolution=64),
+        help="that grid (fast: 6 dense levels, finest 64^3)",
     )
-    pe_freqs: int = 0
-    hidden_dim: int = 32
-    num_hidden: int = 2
-    metal: bool = False  # RGB specular albedo (coloured metals); grey otherwise
-    mapping: str = "bounded"  # "bounded" (sigmoid ranges) or "reference" (IRON's abs mappings)
-    specular_init: float = 0.04  # F0 of a common dielectric (IOR ~1.5)
-    specular_max: float = 1.0
-    roughness_init: float = 0.3
-    roughness_min: float = 0.01
-    roughness_max: float = 1.0
-    decode_stage1_gamma: bool = True  # albedo = beta^2.2 if stage 1 fit gamma-encoded colour
-    light_init: str = "least_squares"  # "least_squares" (from stage 1) or "reference"
-    init_light_scale: float = 8.0  # reference: I0 = scale * median(|camera centre|)^2
-    # "lambert" (IRON) or "burley" (Disney diffuse, as Mitsuba's principled; rendering/brdf.py)
-    diffuse_model: str = "lambert"
+    pe_freqs: int = option(0, "NeRF frequencies on x fed to both networks (IRON: 6)")
+    hidden_dim: int = option(32, "width of the specular and roughness networks' hidden layers")
+    num_hidden: int = option(2, "their hidden layers")
+    metal: bool = option(False, "RGB specular albedo (coloured metals); grey otherwise")
+    mapping: Literal["bounded", "reference"] = option(
+        "bounded", "network output to material: bounded (sigmoid ranges) or reference (IRON's abs)"
+    )
+    specular_init: float = option(0.04, "bounded: F0 at step 0, a common dielectric's (IOR ~1.5)")
+    specular_max: float = option(1.0, "bounded: the largest specular albedo F0")
+    roughness_init: float = option(0.3, "bounded: GGX alpha at step 0")
+    roughness_min: float = option(0.01, "bounded: the smallest GGX alpha")
+    roughness_max: float = option(1.0, "bounded: the largest GGX alpha")
+    decode_stage1_gamma: bool = option(
+        True, "albedo = beta^2.2 if stage 1 fit gamma-encoded colour (IRON: beta)"
+    )
+    light_init: Literal["least_squares", "reference"] = option(
+        "least_squares", "the flash's starting intensity: least squares from stage 1, or IRON's"
+    )
+    init_light_scale: float = option(
+        8.0, "reference light init: I0 = scale * median(|camera centre|)^2"
+    )
+    diffuse_model: DiffuseModel = option(
+        "lambert", "lambert (IRON) or burley (Disney diffuse, as Mitsuba's principled; brdf.py)"
+    )
 
     def __post_init__(self) -> None:
-        if self.diffuse_model not in DIFFUSE_MODELS:
-            raise ValueError(
-                f"diffuse_model must be one of {DIFFUSE_MODELS}, not {self.diffuse_model!r}"
-            )
+        check_choices(self)
 
 
 def paper_material_config() -> MaterialConfig:
@@ -160,8 +172,6 @@ class MaterialFields(nn.Module):
         diffuse_exponent: float = 1.0,
     ):
         super().__init__()
-        if config.mapping not in ("bounded", "reference"):
-            raise ValueError(f"unknown material mapping {config.mapping!r}")
         self.config = config
         self.feature_dim = feature_dim
         self.diffuse = diffuse
@@ -202,7 +212,7 @@ class MaterialFields(nn.Module):
 
     # ----------------------------------------------------------------------------- parameters
     def material_parameters(self) -> list[nn.Parameter]:
-        """Every parameter except the light (its own optimiser, reference §4)."""
+        """Every parameter except the light (its own optimiser, as in IRON's code)."""
         return [p for name, p in self.named_parameters() if name != "log_light"]
 
     @property
@@ -258,7 +268,7 @@ class MaterialFields(nn.Module):
 
 
 def reference_light_init(camera_centers: Tensor, scale: float) -> float:
-    """IRON's start: ``I0 = scale * median(|o|)^2`` (reference §4; ``scale`` = 8)."""
+    """IRON's start: ``I0 = scale * median(|o|)^2`` (docs/architecture.md (A28); ``scale`` = 8)."""
     return float(scale * camera_centers.norm(dim=-1).median() ** 2)
 
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from ironrender.config import option
 from ironrender.fields.encodings import PositionalEncoding
 from ironrender.fields.sdf import MLP
 
@@ -35,12 +36,12 @@ XYZ_DIM = 3
 class RadianceConfig:
     """Radiance net settings; defaults are the ``fast`` preset (``paper_radiance_config``)."""
 
-    pos_freqs: int = 4
-    dir_freqs: int = 4
-    hidden_dim: int = 64
-    num_hidden: int = 2
-    skip_layers: tuple[int, ...] = ()
-    weight_norm: bool = False
+    pos_freqs: int = option(4, "NeRF frequencies on the point x")
+    dir_freqs: int = option(4, "NeRF frequencies on the viewing direction")
+    hidden_dim: int = option(64, "width of the MLP's hidden layers")
+    num_hidden: int = option(2, "hidden layers of the MLP")
+    skip_layers: tuple[int, ...] = option((), "layers that take the input again (IRON: 4)")
+    weight_norm: bool = option(False, "weight normalisation on every linear layer (IRON)")
 
 
 def paper_radiance_config() -> RadianceConfig:

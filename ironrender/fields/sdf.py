@@ -20,12 +20,13 @@ and a feature vector for the radiance network. Normals are the autograd gradient
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import weight_norm
 
+from ironrender.config import option
 from ironrender.fields.base import SDFField, SDFSample
 from ironrender.fields.encodings import GridConfig, PositionalEncoding, make_grid_encoding
 
@@ -95,17 +96,19 @@ class MLP(nn.Module):
 class SDFConfig:
     """SDF network settings. Defaults are the ``fast`` preset; see ``paper_sdf_config``."""
 
-    use_grid: bool = True
-    grid: GridConfig = field(default_factory=GridConfig)
-    pe_freqs: int = 0  # NeRF frequencies on x; 0 = raw x only
-    hidden_dim: int = 64
-    num_hidden: int = 2
-    skip_layers: tuple[int, ...] = ()
-    softplus_beta: float = 100.0
-    weight_norm: bool = False
-    init_radius: float = 0.5  # the SDF starts as the sphere |x| - r
-    sphere_prior: bool = True  # S = |x| - r + g(x), g(x) = 0 at init (exact); else IDR's init
-    feature_dim: int = 15
+    use_grid: bool = option(True, "feed the MLP a multi-resolution grid encoding of x too")
+    grid: GridConfig = option(factory=GridConfig, help="that grid (fast: dense, finest 96^3)")
+    pe_freqs: int = option(0, "NeRF frequencies on x; 0 = raw x only")
+    hidden_dim: int = option(64, "width of the MLP's hidden layers")
+    num_hidden: int = option(2, "hidden layers of the MLP")
+    skip_layers: tuple[int, ...] = option((), "layers that take the input again (IDR: 4)")
+    softplus_beta: float = option(100.0, "beta of the Softplus activations")
+    weight_norm: bool = option(False, "weight normalisation on every linear layer (IDR)")
+    init_radius: float = option(0.5, "the SDF starts as the sphere |x| - r")
+    sphere_prior: bool = option(
+        True, "S = |x| - r + g(x), g(x) = 0 at init (exact); else IDR's init"
+    )
+    feature_dim: int = option(15, "length of the feature vector f passed to the radiance net")
 
 
 def paper_sdf_config() -> SDFConfig:
@@ -224,9 +227,9 @@ class NeuralSDF(SDFField):
 class NeuSVariance(nn.Module):
     """NeuS's single learnable sharpness: ``inv_s = exp(scale * v)``, ``v`` starting at 0.3.
 
-    The logistic density ``phi_s(x) = s e^{-sx} / (1 + e^{-sx})^2`` (seed eq. 4) has standard
-    deviation ``1/s``; training drives ``s`` up as the surface sharpens. Initially
-    ``exp(10 * 0.3) ~ 20``.
+    The logistic density ``phi_s(x) = s e^{-sx} / (1 + e^{-sx})^2`` (NeuS §3, S-density;
+    docs/architecture.md (A4)) has standard deviation ``1/s``; training drives ``s`` up as the
+    surface sharpens. Initially ``exp(10 * 0.3) ~ 20``.
     """
 
     def __init__(self, init: float = 0.3, scale: float = 10.0):

@@ -1,7 +1,8 @@
-"""Edge sampling for neural SDFs: IRON's Algorithm 1 and seed eqs. 5-9 (section 3.2).
+"""Edge sampling for neural SDFs: IRON's Algorithm 1 and Eqs. 5-9 (IRON §3.2;
+docs/architecture.md#edge-sampling, labels (A17)-(A23)).
 
-Interior pixels only get gradients that slide hit points along camera rays (seed eq. 4), which
-cannot move a silhouette in the image plane (seed fig. 2a). Pixels that contain a silhouette are
+Interior pixels only get gradients that slide hit points along camera rays (IRON Eq. 4), which
+cannot move a silhouette in the image plane (IRON Fig. 2a). Pixels that contain a silhouette are
 therefore rendered as a blend of the two surfaces they see:
 
 1. :func:`depth_discontinuities`: candidate pixels whose normalised Sobel magnitude of the z-depth
@@ -10,10 +11,10 @@ therefore rendered as a blend of the two surfaces they see:
    towards the contour (``n . v -> 0``) and keep the points reached.
 3. :func:`select_edge_pixels`: project the 3D edge points; the pixel ``floor(uv)`` owns at most
    one of them (sub-pixel edge localisation); optionally :func:`fill_edge_gaps`.
-4. :func:`reparameterize_edge_points` (seed eq. 5): let the edge point move along its normal
+4. :func:`reparameterize_edge_points` (IRON Eq. 5): let the edge point move along its normal
    when the SDF changes, so the projected edge ``uv_e`` is differentiable.
-5. :func:`coverage_weight` (seed eqs. 6-8): the fraction ``w_A`` of the pixel footprint on the
-   object's side of the edge; the pixel colour is ``w_A C_A + (1 - w_A) C_B`` (seed eq. 9), with
+5. :func:`coverage_weight` (IRON Eqs. 6-8): the fraction ``w_A`` of the pixel footprint on the
+   object's side of the edge; the pixel colour is ``w_A C_A + (1 - w_A) C_B`` (IRON Eq. 9), with
    ``C_A``/``C_B`` shaded at ``A = c - r n2`` (inside) and ``B = c + r n2`` (outside).
 """
 
@@ -21,16 +22,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import kornia
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ironrender.config import check_choices, option
 from ironrender.data.cameras import Cameras
 from ironrender.fields.base import SDFField
 
-FOOTPRINTS = ("circle", "reference", "square")
+Footprint = Literal["circle", "reference", "square"]
+FOOTPRINTS = get_args(Footprint)
 ACOS_MARGIN = 1e-6  # keeps acos' derivative finite where the edge touches the footprint circle
 SQUARE_MIDPOINT_BELOW = 1e-3  # |slope| ratio under which the square coverage uses the midpoint
 
@@ -49,13 +53,24 @@ class EdgeConfig:
     as edge pixels (:func:`fill_edge_gaps`).
     """
 
-    depth_gradient_threshold: float = 1e-2  # tau, on kornia's normalised Sobel magnitude
-    max_steps: int = 16  # K
-    step_size: float = 1e-3  # epsilon, world units per step
-    dot_threshold: float = 0.05  # delta: stop when |n . v| <= delta
-    footprint_radius: float = math.sqrt(2.0) / 2.0  # r, pixels: circle through the pixel corners
-    footprint: str = "circle"
-    fill_gaps: bool = True  # extension (not in IRON, False reproduces it): see fill_edge_gaps
+    depth_gradient_threshold: float = option(
+        1e-2, "tau: walks start where kornia's normalised Sobel magnitude of depth exceeds it"
+    )
+    max_steps: int = option(16, "K: steps of the walk along the surface towards the contour")
+    step_size: float = option(1e-3, "epsilon, world units per step")
+    dot_threshold: float = option(0.05, "delta: stop when |n . v| <= delta")
+    footprint_radius: float = option(
+        math.sqrt(2.0) / 2.0, "r, pixels: circle through the pixel corners"
+    )
+    footprint: Footprint = option(
+        "circle", "the pixel's shape: circle (the paper), reference (IRON's clamp), square"
+    )
+    fill_gaps: bool = option(
+        True, "also pixels the edge line crosses but no walk reached (not in IRON; false: IRON)"
+    )
+
+    def __post_init__(self) -> None:
+        check_choices(self)
 
 
 @dataclass
@@ -203,7 +218,9 @@ def fill_edge_gaps(cameras: Cameras, index: int, edges: EdgePixels) -> EdgePixel
 def reparameterize_edge_points(
     sdf: SDFField, points: Tensor, differentiable: bool = True
 ) -> EdgePoints:
-    """Seed eq. 5 (IRON ``reparam_points`` for edges): move edge points along their normal.
+    """IRON Eq. 5, docs/architecture.md (A19): move edge points along their normal.
+
+    (In IRON's code, ``reparam_points`` applied to edge points.)
 
     With raw gradient ``g`` and detached unit normal ``n = sg[g/|g|]``::
 
@@ -244,12 +261,13 @@ def coverage_weight(offset: Tensor, normal_2d: Tensor, radius: float, footprint:
     edge line through ``uv_e``, measured along the outward 2D normal ``n2`` (E, 2): positive when
     the centre is on the object's side. Footprints:
 
-    * ``"circle"`` (seed eqs. 7-8): a disc of radius ``r`` around ``c``. The part beyond the line
-      (outside the object) is a circular segment with central angle ``a = 2 acos(offset / r)`` and
-      area ``r^2 (a - sin a) / 2``, so ``w_A = 1 - (a - sin a) / (2 pi)``. The same expression is
-      exact for negative offsets too (centre outside the object): then ``a = 2 pi - a'`` with
-      ``a'`` the angle of the inside segment and ``w_A = (a' - sin a') / (2 pi)``, that smaller
-      segment's share -- so the argument is only clamped to [-1, 1].
+    * ``"circle"`` (IRON Eqs. 7-8, docs/architecture.md (A21)-(A22)): a disc of radius ``r``
+      around ``c``. The part beyond the line (outside the object) is a circular segment with
+      central angle ``a = 2 acos(offset / r)`` and area ``r^2 (a - sin a) / 2``, so
+      ``w_A = 1 - (a - sin a) / (2 pi)``. The same expression is exact for negative offsets too
+      (centre outside the object): then ``a = 2 pi - a'`` with ``a'`` the angle of the inside
+      segment and ``w_A = (a' - sin a') / (2 pi)``, that smaller segment's share -- so the
+      argument is only clamped to [-1, 1].
     * ``"reference"``: IRON's code, which clamps the argument to [0, 1]; every centre outside the
       object then gets ``w_A = 0.5``.
     * ``"square"``: the exact area of the unit pixel square on the object's side (box-filter

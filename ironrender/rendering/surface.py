@@ -1,12 +1,13 @@
 """Sphere tracing of an SDF and the differentiable ray-surface intersection (IRON stage 2).
 
-Two halves, as in IRON (seed section 3.2, reference section 4):
+Two halves, as in IRON (§3.2; docs/architecture.md#sphere-tracing and
+#interior-reparameterisation, (A12)-(A13)):
 
 1. :func:`sphere_trace` finds, **without gradients**, the first zero crossing of ``s(o + t d)``
    inside the bounding sphere: sphere tracing from the ray's entry into the sphere, then, for rays
    that did not converge, dense uniform samples, the first ``+ -> -`` sign change and bisection.
 2. :func:`differentiable_hits` turns the traced distances into points that carry the gradient of
-   the *implicit* intersection (seed eq. 4, IRON's ``reparam_points``), plus unit normals and
+   the *implicit* intersection (IRON Eq. 4; ``reparam_points`` in its code), plus unit normals and
    features from the SDF with ``create_graph`` so shading and the eikonal term can backpropagate.
 
 Sign conventions: ``s < 0`` inside, ``s > 0`` outside, ``g = grad s`` points outwards; rays are
@@ -23,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ironrender.config import option
 from ironrender.fields.base import SDFField
 
 
@@ -30,13 +32,19 @@ from ironrender.fields.base import SDFField
 class SphereTraceConfig:
     """Sphere tracing and fallback parameters (defaults: IRON's ``RayTracer``)."""
 
-    max_iterations: int = 16  # sphere-tracing steps (step = SDF value, no relaxation)
-    threshold: float = 5e-5  # converged when |s| <= threshold
-    fallback_samples: int = 128  # uniform samples for rays that did not converge
-    bisection_tolerance: float = 1e-4  # bisect until the bracket is shorter (2 x threshold)
-    bounding_radius: float = 1.0  # the object lies inside the sphere |x| < bounding_radius
-    chunk_size: int = 200_000  # points per SDF evaluation in the fallback
-    min_cos: float = 1e-4  # lower clamp of g . v in the interior reparameterisation
+    max_iterations: int = option(
+        16, "sphere-tracing steps (step = SDF value, no relaxation)"
+    )
+    threshold: float = option(5e-5, "converged when |s| <= threshold")
+    fallback_samples: int = option(128, "uniform samples for rays that did not converge")
+    bisection_tolerance: float = option(
+        1e-4, "bisect until the bracket is shorter (2 x threshold)"
+    )
+    bounding_radius: float = option(
+        1.0, "the object lies inside the sphere |x| < bounding_radius"
+    )
+    chunk_size: int = option(200_000, "points per SDF evaluation in the fallback")
+    min_cos: float = option(1e-4, "lower clamp of g . v in the interior reparameterisation")
 
 
 @dataclass
@@ -220,7 +228,7 @@ def differentiable_hits(
     """Reparameterised hits, normals and features for the rays with ``trace.hit``.
 
     The traced point ``x0 = o + t d`` is a constant. The intersection's dependence on the SDF
-    parameters enters through (seed eq. 4, IRON ``reparam_points``)::
+    parameters enters through (IRON Eq. 4, docs/architecture.md (A13))::
 
         x = x0 - v * (s(x0) - sg[s(x0)]) / max(sg[g(x0)] . v, min_cos),   v = -d,
 

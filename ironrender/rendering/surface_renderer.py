@@ -1,13 +1,13 @@
 """Edge-aware surface rendering of an SDF for one camera (or a crop of it): IRON stage 2.
 
-:func:`render_patch` reads top to bottom as the algorithm (seed section 3.2):
+:func:`render_patch` reads top to bottom as the algorithm (IRON §3.2; docs/architecture.md#stage-2):
 
 1. sphere-trace the pixel centres (no gradients) -> hit mask, z-depth;
 2. with ``edges=True``, find the silhouette pixels (:mod:`ironrender.rendering.edges`) and their
    sub-pixel edge points;
-3. shade the remaining hit pixels at their reparameterised intersections (seed eq. 4);
-4. shade each edge pixel as ``w_A C_A + (1 - w_A) C_B`` (seed eqs. 6-9), where ``w_A`` depends
-   on the reparameterised edge point (seed eq. 5) and ``C_A``/``C_B`` are re-traced and shaded
+3. shade the remaining hit pixels at their reparameterised intersections (IRON Eq. 4);
+4. shade each edge pixel as ``w_A C_A + (1 - w_A) C_B`` (IRON Eqs. 6-9), where ``w_A`` depends
+   on the reparameterised edge point (IRON Eq. 5) and ``C_A``/``C_B`` are re-traced and shaded
    at ``A = c - r n2`` (object side) and ``B = c + r n2`` (other side).
 
 Rays that miss the object see the background: black (radiance 0, IRON) unless a
@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from ironrender.config import option
 from ironrender.data.cameras import Cameras
 from ironrender.fields.base import SDFField
 from ironrender.rendering.edges import (
@@ -80,11 +81,19 @@ BackgroundFn = Callable[[Tensor, Tensor], Tensor]
 
 @dataclass
 class SurfaceRenderConfig:
-    trace: SphereTraceConfig = field(default_factory=SphereTraceConfig)
-    edges: EdgeConfig = field(default_factory=EdgeConfig)
+    """How stage 2 renders: sphere tracing, edge sampling, shadow rays."""
+
+    trace: SphereTraceConfig = option(
+        factory=SphereTraceConfig, help="sphere tracing of the pixels' rays"
+    )
+    edges: EdgeConfig = option(
+        factory=EdgeConfig, help="edge detection, surface walk and pixel footprint"
+    )
     # A flash beside the lens casts shadows the camera sees: trace a shadow ray per shaded
     # point (no effect for IRON's flash in the lens, which casts none the camera can see).
-    shadows: bool = True
+    shadows: bool = option(
+        True, "trace a shadow ray per shaded point (a flash in the lens casts none visible)"
+    )
 
 
 @dataclass
@@ -126,7 +135,7 @@ def render_patch(
     training: bool = True,
     background: BackgroundFn | None = None,
 ) -> RenderedImage:
-    """Render camera ``index`` of ``cameras`` (seed section 3.2); see the module docstring.
+    """Render camera ``index`` of ``cameras`` (IRON §3.2); see the module docstring.
 
     ``training=True`` builds the reparameterised, differentiable image; ``training=False``
     renders the same image without reparameterisation or graphs (evaluation).
@@ -279,7 +288,8 @@ def _render_edge_pixels(
     training: bool,
     background: BackgroundFn | None = None,
 ) -> _EdgeRender:
-    """Seed eqs. 5-9 for E edge pixels (flat indices ``pixels``, 3D edge points ``points``)."""
+    """IRON Eqs. 5-9 (docs/architecture.md (A19)-(A23)) for E edge pixels (flat indices
+    ``pixels``, 3D edge points ``points``)."""
     W = cameras.width(index)
     edge = reparameterize_edge_points(sdf, points, differentiable=training)
     uv, _ = cameras.project(edge.points, index)

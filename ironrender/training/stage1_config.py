@@ -3,68 +3,94 @@ the ``fast`` and ``paper`` presets."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Literal, get_args
 
+from ironrender.config import check_choices, option
 from ironrender.errors import IronError
 from ironrender.fields.background import paper_background_config
 from ironrender.fields.radiance import RadianceConfig, paper_radiance_config
 from ironrender.fields.sdf import SDFConfig, paper_sdf_config
 from ironrender.rendering.volume import VolumeConfig
 
-LOSS_DOMAINS = ("gamma", "linear")
+LossDomain = Literal["gamma", "linear"]
+"""``TrainConfig.loss_domain``: fit the photographs' encoded values (IRON) or linear radiance."""
+LOSS_DOMAINS = get_args(LossDomain)
 
 
 @dataclass
 class TrainConfig:
     """Optimisation. Defaults are the ``fast`` preset."""
 
-    steps: int = 1500
-    batch_rays: int = 384
-    lr: float = 5e-3  # networks
-    grid_lr: float = 2e-2  # grid features (Instant-NGP-style grids want larger steps)
-    variance_lr: float = 5e-3
-    adam_betas: tuple[float, float] = (0.9, 0.99)
-    adam_eps: float = 1e-15
-    warmup_steps: int = 100
-    lr_alpha: float = 0.05  # cosine decay to this fraction of the rate
-    eikonal_weight: float = 0.1
-    anneal_end: int = 500  # NeuS cos annealing ramp
-    foreground_fraction: float = 0.75  # share of rays drawn from pixels brighter than below
-    foreground_threshold: float = 0.02  # in the loss domain; rest of the rays: any pixel
-    grid_initial_levels: int = 4  # coarse-to-fine: levels active at step 0
-    grid_ramp_steps: int = 800  # all levels active after this many steps
-    proposal_cache_resolution: int = 48  # 0: importance sampling queries the network
-    proposal_refresh_every: int = 16
-    loss_domain: str = "gamma"
-    seed: int = 0
+    steps: int = option(1500, "training steps, one batch of rays each")
+    batch_rays: int = option(384, "rays per step, drawn from all training views")
+    lr: float = option(5e-3, "learning rate of the networks (Adam)")
+    grid_lr: float = option(
+        2e-2, "learning rate of grid features (Instant-NGP-style grids want larger steps)"
+    )
+    variance_lr: float = option(5e-3, "learning rate of NeuS's sharpness s (inv_s = exp(10 v))")
+    adam_betas: tuple[float, float] = option((0.9, 0.99), "Adam's beta1 and beta2")
+    adam_eps: float = option(1e-15, "Adam's epsilon")
+    warmup_steps: int = option(100, "steps of the linear learning-rate warm-up")
+    lr_alpha: float = option(0.05, "cosine decay to this fraction of the rate")
+    eikonal_weight: float = option(0.1, "weight of the eikonal loss (|grad S| - 1)^2")
+    anneal_end: int = option(500, "steps of NeuS's cos annealing ramp")
+    foreground_fraction: float = option(
+        0.75, "share of rays drawn from pixels brighter than foreground_threshold"
+    )
+    foreground_threshold: float = option(
+        0.02, "brightness in the loss domain; the rest of the rays: any pixel"
+    )
+    grid_initial_levels: int = option(4, "coarse-to-fine: grid levels active at step 0")
+    grid_ramp_steps: int = option(800, "all grid levels active after this many steps")
+    proposal_cache_resolution: int = option(
+        48, "vertices per axis of the cached SDF grid that places the samples; 0: use the network"
+    )
+    proposal_refresh_every: int = option(16, "steps between two refreshes of that cached grid")
+    loss_domain: LossDomain = option(
+        "gamma", "what the loss compares: the files' encoded values (IRON), or linear radiance"
+    )
+    seed: int = option(0, "seed of the network initialisation and the ray draws")
+
+    def __post_init__(self) -> None:
+        check_choices(self)
 
 
 @dataclass
 class LogConfig:
-    progress: bool = True
-    tensorboard: bool = True
-    scalars_every: int = 25
-    checkpoint_every: int = 250
-    preview_every: int = 1000  # 0: only at the end
-    preview_scale: float = 0.5  # previews render at this fraction of the image size ...
-    preview_max_size: int = 320  # ... and at most this many pixels on their longest side
-    preview_views: tuple[int, ...] = (0,)
-    mesh_resolution: int = 192
-    mesh_every: int = 0  # 0: only the final mesh
-    render_chunk: int = 4096
+    """What stage 1 reports and writes while it trains."""
+
+    progress: bool = option(True, "a progress bar and messages on the terminal")
+    tensorboard: bool = option(True, "write TensorBoard scalars into RUN/stage1/tb")
+    scalars_every: int = option(25, "steps between two TensorBoard scalar writes")
+    checkpoint_every: int = option(250, "steps between two checkpoints")
+    preview_every: int = option(1000, "steps between two preview renders; 0: only at the end")
+    preview_scale: float = option(0.5, "previews render at this fraction of the image size ...")
+    preview_max_size: int = option(
+        320, "... and at most this many pixels on their longest side"
+    )
+    preview_views: tuple[int, ...] = option((0,), "training views rendered as previews")
+    mesh_resolution: int = option(192, "marching-cubes grid of stage 1's mesh, per axis")
+    mesh_every: int = option(0, "steps between two intermediate meshes; 0: only the final mesh")
+    render_chunk: int = option(4096, "rays per batch when whole views are rendered")
 
 
 @dataclass
 class Stage1Config:
-    sdf: SDFConfig = field(default_factory=SDFConfig)
-    radiance: RadianceConfig = field(default_factory=RadianceConfig)
-    volume: VolumeConfig = field(
-        default_factory=lambda: VolumeConfig(
-            n_coarse=64, n_importance=32, up_sample_steps=2, render_coarse=False, background="auto"
-        )
+    """Stage 1's settings. Defaults are the ``fast`` preset; see ``paper_stage1_config``."""
+
+    sdf: SDFConfig = option(factory=SDFConfig, help="the neural signed distance field")
+    radiance: RadianceConfig = option(
+        factory=RadianceConfig, help="the radiance network (stage 2's diffuse albedo)"
     )
-    train: TrainConfig = field(default_factory=TrainConfig)
-    log: LogConfig = field(default_factory=LogConfig)
+    volume: VolumeConfig = option(
+        factory=lambda: VolumeConfig(
+            n_coarse=64, n_importance=32, up_sample_steps=2, render_coarse=False, background="auto"
+        ),
+        help="NeuS volume rendering: samples per ray and what lies beyond the unit sphere",
+    )
+    train: TrainConfig = option(factory=TrainConfig, help="optimisation")
+    log: LogConfig = option(factory=LogConfig, help="progress, previews, checkpoints, meshes")
 
 
 def fast_stage1_config() -> Stage1Config:
@@ -74,8 +100,9 @@ def fast_stage1_config() -> Stage1Config:
 
 
 def paper_stage1_config() -> Stage1Config:
-    """IRON's ``womask_iron.conf`` (reference §2-3): 8x256 MLPs, 64 + 4x16 samples, 512 rays,
-    lr 5e-4 with 5k warm-up and cosine decay to 0.05x, anneal to 50k, 100k steps."""
+    """IRON's ``confs/womask_iron.conf`` (docs/architecture.md#defaults-from-irons-code): 8x256
+    MLPs, 64 + 4x16 samples, 512 rays, lr 5e-4 with 5k warm-up and cosine decay to 0.05x, anneal
+    to 50k, 100k steps."""
     return Stage1Config(
         sdf=paper_sdf_config(),
         radiance=paper_radiance_config(),
