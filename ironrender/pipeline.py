@@ -24,7 +24,14 @@ import torch
 
 from ironrender.budget import CaptureSize, capture_size, reserve_seconds, stage_seconds
 from ironrender.config import from_dict, to_dict
+from ironrender.data.capture import import_photos
+from ironrender.data.check import check_dataset, raise_on_errors
+from ironrender.data.memory import check_memory, downscale_dataset
+from ironrender.data.synth import SynthConfig, synthesize
 from ironrender.errors import IronError
+from ironrender.evaluation.config import EvalConfig
+from ironrender.evaluation.evaluate import evaluate_run
+from ironrender.export.run import export_run
 from ironrender.run_config import (  # re-exported: the pipeline is where users look for them
     ConfigRequest,
     RunConfig,
@@ -35,13 +42,21 @@ from ironrender.run_folder import (
     CONFIG_FILE,
     EVAL_DIR,
     EXPORT_DIR,
+    METRICS_FILE,
     REPORT_FILE,
+    STAGE1_DIR,
+    STAGE2_DIR,
+    TRAINING_STAGES,
     command_line,
     read_progress,
     run_lock,
+    stage_checkpoint,
     write_progress,
 )
 from ironrender.storage import atomic_write_text
+from ironrender.training.stage1 import train_stage1
+from ironrender.training.stage2 import train_stage2
+from ironrender.training.time_budget import read_plan
 
 __all__ = [
     "ConfigRequest",
@@ -77,15 +92,18 @@ class RunSummary:
     minutes: float = 0.0  # the run's time budget (0: none)
 
 
-def prepare_run_dir(run_dir: Path, data_dir: Path, config: RunConfig) -> dict:
-    """Create or re-open a run folder; refuse to mix a different dataset or configuration."""
+def prepare_run_dir(
+    run_dir: Path, data_dir: Path, config: RunConfig, allow_changes: bool = False
+) -> dict:
+    """Create or re-open a run folder; refuse to mix a different dataset or configuration
+    (unless ``allow_changes``: ``iron fit --resume --set ...`` continues with new values)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     progress = read_progress(run_dir)
     data = str(data_dir.resolve())
     if progress["data"] not in (None, data):
         raise IronError(f"{run_dir} belongs to dataset {progress['data']}; choose a new run folder")
     config_path = run_dir / CONFIG_FILE
-    if config_path.is_file() and progress["done"]:
+    if config_path.is_file() and progress["done"] and not allow_changes:
         saved = from_dict(RunConfig, json.loads(config_path.read_text()), str(config_path))
         if saved != config:
             raise IronError(
@@ -119,7 +137,6 @@ class Run:
         later = {"export", "eval"} & set(self.steps)
         reserve = 0.0
         if later:
-            from ironrender.evaluation.config import EvalConfig
 
             export = config.export
             max_size = EvalConfig().max_size
@@ -156,10 +173,9 @@ class Step:
 
 
 class Stage1Step(Step):
-    name = "stage1"
+    name = STAGE1_DIR
 
     def run(self, run: Run, config: RunConfig) -> dict[str, float]:
-        from ironrender.training.stage1 import train_stage1
 
         # resume=True continues the stage's checkpoint when there is one, else starts afresh
         seconds = run.seconds_for(self.name, config)
@@ -170,10 +186,9 @@ class Stage1Step(Step):
 
 
 class Stage2Step(Step):
-    name = "stage2"
+    name = STAGE2_DIR
 
     def run(self, run: Run, config: RunConfig) -> dict[str, float]:
-        from ironrender.training.stage2 import train_stage2
 
         seconds = run.seconds_for(self.name, config)
         train_stage2(
@@ -186,7 +201,6 @@ class ExportStep(Step):
     name = "export"
 
     def run(self, run: Run, config: RunConfig) -> dict[str, float]:
-        from ironrender.export.run import export_run
 
         export_run(run.run_dir, config.export, run.device)
         return {}
@@ -196,7 +210,6 @@ class EvalStep(Step):
     name = "eval"
 
     def run(self, run: Run, config: RunConfig) -> dict[str, float]:
-        from ironrender.evaluation.evaluate import evaluate_run
 
         result = evaluate_run(run.run_dir, run.data_dir, run.device)
         return result.get("mean", {})
@@ -215,7 +228,6 @@ class SynthStep(Step):
         return _usable_dataset(run.data_dir)
 
     def run(self, run: Run, config: RunConfig) -> dict[str, float]:
-        from ironrender.data.synth import SynthConfig, synthesize
 
         print(f"[synth] rendering the capture into {run.data_dir}")
         synthesize(self.synth_config or SynthConfig(), run.data_dir, overwrite=True)
@@ -236,7 +248,6 @@ class ImportStep(Step):
         return _usable_dataset(run.data_dir)
 
     def run(self, run: Run, config: RunConfig) -> dict[str, float]:
-        from ironrender.data.capture import import_photos
 
         import_photos(self.photos_dir, run.data_dir, self.import_config)
         return {}
@@ -259,8 +270,6 @@ class DownscaleStep(Step):
         return _usable_dataset(self.output(run))
 
     def run(self, run: Run, config: RunConfig) -> dict[str, float]:
-        from ironrender.data.check import check_dataset, raise_on_errors
-        from ironrender.data.memory import downscale_dataset
 
         raise_on_errors(check_dataset(run.data_dir))  # read only what the checks let through
         print(f"[downscale] writing {self.output(run)}: photographs {self.factor}x smaller")
@@ -276,7 +285,6 @@ def dataset_steps_for(downscale: int = 1) -> tuple[Step, ...]:
 
 
 def _usable_dataset(data_dir: Path) -> bool:
-    from ironrender.data.check import check_dataset
 
     return (data_dir / "train").is_dir() and not any(p.fatal for p in check_dataset(data_dir))
 
@@ -293,6 +301,7 @@ def run_pipeline(
     device: torch.device | str | None = None,
     steps: tuple[str, ...] = STEPS,
     dataset_steps: tuple[Step, ...] = (),
+    resume: bool | None = None,
 ) -> RunSummary:
     """Run (or resume) the dataset steps, then the requested run steps in order; return times,
     metrics and the report. A dataset step's time is not recorded in ``progress.json`` (it
@@ -302,18 +311,31 @@ def run_pipeline(
 
     ``config``: a :class:`RunConfig`, used as it is, or a :class:`ConfigRequest` (what the
     command line builds), resolved once the dataset exists, with the capture rule
-    (:mod:`ironrender.budget`)."""
-    from ironrender.data.check import check_dataset, raise_on_errors
-    from ironrender.data.memory import check_memory
+    (:mod:`ironrender.budget`).
 
+    ``resume``: None (``iron run``) continues whatever the run folder holds and skips the steps
+    it records as finished; False (``iron fit``) refuses to train a stage that already has a
+    checkpoint; True (``iron fit --resume``) continues the requested training stages from their
+    checkpoints, finished or not, so a stage given more steps trains on.
+    """
     device = torch.device(device) if device is not None else default_device()
     if device.type == "cuda" and not torch.cuda.is_available():
         raise IronError("--device cuda: no CUDA device is available here; use --device cpu")
     run = Run(Path(data_dir), Path(run_dir), device, steps=tuple(steps))
     torch.set_flush_denormal(True)  # Softplus(100) MLPs produce denormals: 5x slower on CPU
     metrics: dict[str, float] = {}
-    if not dataset_steps:  # a bad dataset must not leave an empty run folder behind
+    # Bad input must not leave an empty run folder behind: options and dataset checked first.
+    if isinstance(config, ConfigRequest):
+        config.resolve()
+    if not dataset_steps:
         raise_on_errors(check_dataset(run.data_dir))
+    if resume is False:
+        for stage in set(steps) & set(TRAINING_STAGES):
+            if stage_checkpoint(run.run_dir, stage).exists():
+                raise IronError(
+                    f"{stage_checkpoint(run.run_dir, stage)} exists: pass --resume to continue"
+                    " it, or choose a new run folder"
+                )
     with run_lock(run.run_dir, command_line()):
         for step in dataset_steps:
             if step.done(run):
@@ -328,13 +350,13 @@ def run_pipeline(
         if config.budget.footprint:
             print(budget_line(config))
         done = read_progress(run.run_dir)["done"]
-        if any(name not in done for name in ("stage1", "stage2") if name in steps):
+        if any(name not in done for name in TRAINING_STAGES if name in steps):
             check_memory(run.data_dir, device)  # before loading, not half-way through
-        run.progress = prepare_run_dir(run.run_dir, run.data_dir, config)
+        run.progress = prepare_run_dir(run.run_dir, run.data_dir, config, resume is True)
         for step in RUN_STEPS:
             if step.name not in steps:
                 continue
-            if step.done(run):
+            if step.done(run) and not (resume and step.name in TRAINING_STAGES):
                 seconds = run.progress["done"][step.name]
                 print(f"[{step.name}] already done ({seconds:.0f} s); skipping")
                 continue
@@ -344,7 +366,7 @@ def run_pipeline(
             run.progress["done"][step.name] = time.perf_counter() - started
             write_progress(run.run_dir, run.progress)
     report = run.run_dir / REPORT_FILE
-    metrics_file = run.run_dir / EVAL_DIR / "metrics.json"
+    metrics_file = run.run_dir / EVAL_DIR / METRICS_FILE
     if not metrics and metrics_file.is_file():
         metrics = json.loads(metrics_file.read_text()).get("mean", {})
     return RunSummary(
@@ -371,10 +393,9 @@ def budget_line(config: RunConfig) -> str:
 
 def time_budget_line(run_dir: Path, minutes: float, total: float) -> str:
     """Planned against actual time: the budget and each stage's plan (``plan.json``)."""
-    from ironrender.training.time_budget import read_plan
 
     parts = [f"time budget {minutes * 60:.0f} s, used {total:.0f} s ({total / (minutes * 60):.0%})"]
-    for stage in ("stage1", "stage2"):
+    for stage in TRAINING_STAGES:
         plan = read_plan(run_dir / stage)
         if plan is not None:
             parts.append(

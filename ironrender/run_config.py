@@ -13,8 +13,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from ironrender.budget import (
     MAX_EXPORT_RESOLUTION,
@@ -24,7 +25,15 @@ from ironrender.budget import (
     capture_budget,
     scaled_count,
 )
-from ironrender.config import apply_overrides, from_dict, merge
+from ironrender.config import (
+    check_choices,
+    from_dict,
+    leaf_values,
+    merge,
+    named_keys,
+    option,
+    override_data,
+)
 from ironrender.errors import IronError
 from ironrender.export.asset import ExportConfig, fast_export_config
 from ironrender.run_folder import CONFIG_FILE
@@ -37,11 +46,24 @@ from ironrender.training.time_budget import scale_stage1_schedule, scale_stage2_
 class RunConfig:
     """Everything a run needs; ``iron run --set stage1.train.steps=500`` edits any field."""
 
-    preset: str = "fast"
-    stage1: Stage1Config = field(default_factory=Stage1Config)
-    stage2: Stage2Config = field(default_factory=Stage2Config)
-    export: ExportConfig = field(default_factory=fast_export_config)
-    budget: BudgetConfig = field(default_factory=BudgetConfig)
+    preset: Literal["fast", "paper"] = option(
+        "fast", "the preset the run started from (README, Presets)"
+    )
+    stage1: Stage1Config = option(
+        factory=Stage1Config, help="stage 1: NeuS volume rendering of an SDF and a radiance net"
+    )
+    stage2: Stage2Config = option(
+        factory=Stage2Config, help="stage 2: edge-aware surface rendering with a GGX BRDF"
+    )
+    export: ExportConfig = option(
+        factory=fast_export_config, help="mesh, UVs, material textures, GLB, Mitsuba scene"
+    )
+    budget: BudgetConfig = option(
+        factory=BudgetConfig, help="how step counts and resolutions are chosen"
+    )
+
+    def __post_init__(self) -> None:
+        check_choices(self)
 
 
 def run_preset(name: str) -> RunConfig:
@@ -101,6 +123,7 @@ class ConfigRequest:
     overrides: tuple[str, ...] = ()
     edges: bool = True
     minutes: float | None = None
+    on_saved: bool = False  # iron fit --resume: the saved RUN/config.json, the options on top
 
     @property
     def explicit(self) -> bool:
@@ -114,7 +137,11 @@ class ConfigRequest:
         )
 
     def resolve(self, capture: CaptureSize | None = None) -> RunConfig:
-        return resolve_config(
+        return self.steps(capture)[-1].config
+
+    def steps(self, capture: CaptureSize | None = None) -> list[ResolveStep]:
+        """:func:`resolve_steps` of this request (``iron config`` shows where values came from)."""
+        return resolve_steps(
             self.preset, self.config_file, self.overrides, self.edges, capture, self.minutes
         )
 
@@ -123,9 +150,26 @@ class ConfigRequest:
         (a bare ``iron run DATA RUN`` resumes a run started with ``--set``); explicit options
         resolve afresh (and must match to resume)."""
         saved = Path(run_dir) / CONFIG_FILE
-        if saved.is_file() and not self.explicit:
-            return from_dict(RunConfig, json.loads(saved.read_text()), str(saved))
+        if saved.is_file() and (self.on_saved or not self.explicit):
+            config = from_dict(RunConfig, json.loads(saved.read_text()), str(saved))
+            return self._on_top(config) if self.on_saved else config
         return self.resolve(capture)
+
+    def _on_top(self, config: RunConfig) -> RunConfig:
+        """``config`` with this request's file, overrides, minutes and edges applied (``iron
+        fit --resume --set stage1.train.steps=3000`` trains a finished stage longer)."""
+        file_data = _read_config_file(self.config_file)
+        if file_data is not None:
+            config = merge(config, file_data, str(self.config_file))
+        for item in self.overrides:
+            config = merge(config, override_data(item))
+        if self.minutes is not None:
+            config = merge(config, {"budget": {"minutes": self.minutes}}, "--minutes")
+        if not self.edges:
+            config = dataclasses.replace(
+                config, stage2=dataclasses.replace(config.stage2, edges=False)
+            )
+        return config
 
 
 def resolve_config(
@@ -138,26 +182,79 @@ def resolve_config(
 ) -> RunConfig:
     """Preset, the capture rule (with ``capture``), a JSON file (partial or whole), then
     ``section.field=value`` overrides; ``minutes`` sets ``budget.minutes``."""
+    return resolve_steps(preset, config_file, overrides, edges, capture, minutes)[-1].config
+
+
+@dataclass(frozen=True)
+class ResolveStep:
+    """One step of :func:`resolve_steps`: its name (the source ``iron config`` prints), the
+    configuration after it, and the dotted keys it sets; None for the capture rule, which
+    names no keys: it owns the values it changed."""
+
+    source: str
+    config: RunConfig
+    keys: tuple[str, ...] | None = None
+
+
+def resolve_steps(
+    preset: str = "fast",
+    config_file: str | Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    edges: bool = True,
+    capture: CaptureSize | None = None,
+    minutes: float | None = None,
+) -> list[ResolveStep]:
+    """:func:`resolve_config` one step at a time, each later step winning over the earlier
+    ones: ``preset``, ``capture rule``, ``--config``, ``--set``, ``--minutes``, ``--no-edges``
+    (those that apply). The last step's configuration is the resolved one."""
     file_data = _read_config_file(config_file)
 
-    def finish(config: RunConfig) -> RunConfig:
+    def finish(config: RunConfig) -> list[ResolveStep]:
+        steps = []
         if file_data is not None:
             config = merge(config, file_data, str(config_file))
-        config = apply_overrides(config, list(overrides))
+            steps.append(ResolveStep("--config", config, tuple(named_keys(RunConfig, file_data))))
+        if overrides:
+            keys: list[str] = []
+            for item in overrides:
+                data = override_data(item)
+                config = merge(config, data)
+                keys += named_keys(RunConfig, data)
+            steps.append(ResolveStep("--set", config, tuple(keys)))
         if minutes is not None:
             config = merge(config, {"budget": {"minutes": minutes}}, "--minutes")
+            steps.append(ResolveStep("--minutes", config, ("budget.minutes",)))
         if not edges:
             stage2 = dataclasses.replace(config.stage2, edges=False)
             config = dataclasses.replace(config, stage2=stage2)
-        return config
+            steps.append(ResolveStep("--no-edges", config, ("stage2.edges",)))
+        return steps
 
-    config = finish(run_preset(preset))
-    if capture is not None and config.budget.rule == "capture":
+    start = ResolveStep("preset", run_preset(preset))
+    steps = [start, *finish(start.config)]
+    if capture is not None and steps[-1].config.budget.rule == "capture":
         # The rule scales the preset's counts; the file and the overrides then win over it.
-        base = run_preset(preset)
-        base = dataclasses.replace(base, budget=config.budget)
-        config = finish(scale_to_capture(base, capture))
-    return config
+        base = dataclasses.replace(start.config, budget=steps[-1].config.budget)
+        rule = ResolveStep("capture rule", scale_to_capture(base, capture))
+        steps = [start, rule, *finish(rule.config)]
+    return steps
+
+
+def config_sources(steps: list[ResolveStep]) -> dict[str, str]:
+    """Dotted key -> the source of its value: the last step that set it, else the first.
+
+    A step that names keys claims them even where the value stays (``--set`` to the preset's
+    own value still says ``--set``); the capture rule claims the values it changed."""
+    values = leaf_values(steps[0].config)
+    sources = dict.fromkeys(values, steps[0].source)
+    for step in steps[1:]:
+        after = leaf_values(step.config)
+        changed = step.keys
+        if changed is None:
+            changed = tuple(key for key, value in after.items() if value != values[key])
+        sources.update(dict.fromkeys(changed, step.source))
+        values = after
+    return sources
 
 
 def _read_config_file(config_file: str | Path | None) -> dict | None:

@@ -5,7 +5,8 @@
     RUN/
       config.json      the resolved configuration (RunConfig) the run was started with
       progress.json    {"data": DATA, "done": {step: seconds}}: the dataset and finished steps
-      stage1/ stage2/  checkpoints, previews (ironrender.training)
+      stage1/          checkpoint.pt, previews/, mesh.ply, plan.json (--minutes), tb/
+      stage2/          checkpoint.pt, previews/, final_preview.png, plan.json, tb/
       export/          the asset (ironrender.export)
       eval/            metrics.json, images (ironrender.evaluation); report.html beside them
       .lock            who is writing the run now (pid, command, start time): one writer only
@@ -30,10 +31,25 @@ from ironrender.storage import atomic_write_text
 
 CONFIG_FILE = "config.json"
 PROGRESS_FILE = "progress.json"
+STAGE1_DIR = "stage1"
+STAGE2_DIR = "stage2"
+TRAINING_STAGES = (STAGE1_DIR, STAGE2_DIR)
+CHECKPOINT_FILE = "checkpoint.pt"
+PREVIEW_DIR = "previews"
+FINAL_PREVIEW = "final_preview.png"
+STAGE1_MESH = "mesh.ply"
+PLAN_FILE = "plan.json"
+TENSORBOARD_DIR = "tb"
 EXPORT_DIR = "export"
 EVAL_DIR = "eval"
+METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.html"
 LOCK_FILE = ".lock"
+
+
+def stage_checkpoint(run_dir: str | Path, stage: str) -> Path:
+    """``RUN/<stage>/checkpoint.pt`` (``stage``: ``stage1`` or ``stage2``)."""
+    return Path(run_dir) / stage / CHECKPOINT_FILE
 
 
 def read_progress(run_dir: Path) -> dict:

@@ -273,7 +273,13 @@ def test_exact_model_scores_perfectly_and_report_shows_it(dataset, tmp_path):
     prepare_run(run, dataset, albedo_scale=1.0)
     metrics = ev.evaluate_run(run, dataset, "cpu", CONFIG, model=make_model(RADIUS))
     mean = metrics["mean"]
-    assert mean["psnr"] == math.inf and mean["ssim"] == pytest.approx(1.0, abs=1e-5)
+    # The photographs' 8-bit codes come from write_image (float32 pow), the renders' from
+    # encode_8bit (float64 pow): a value within an ulp of a rounding boundary may land one code
+    # apart (85.7 dB in a 48x40 view; measured here: none, the closest 3.6e-4 of a code away).
+    # So every view scores above 80 dB, not bit-exactly infinite; radiance off by 1e-4 scores
+    # 79.7 dB, by 1e-3 68 dB.
+    assert min(row["psnr"] for row in metrics["per_view"]) > 80
+    assert mean["ssim"] == pytest.approx(1.0, abs=1e-5)
     assert mean["chamfer"] < 2e-3 and mean["chamfer_percent"] < 0.2
     assert mean["f_score"] > 0.99 and mean["normal_consistency"] > 0.999
     assert mean["gt_diameter"] == pytest.approx(2 * RADIUS, rel=1e-3)
@@ -286,7 +292,7 @@ def test_exact_model_scores_perfectly_and_report_shows_it(dataset, tmp_path):
     assert mean["relight_psnr"] > 45
     assert len(metrics["per_view"]) == 3 and metrics["info"]["views"] == 3
     # No GT masks in this dataset: psnr_object is over the render's own object mask.
-    assert mean["psnr_object"] == math.inf
+    assert min(row["psnr_object"] for row in metrics["per_view"]) > 80  # (as psnr above)
     assert "3 view(s): no ground-truth mask" in metrics["info"]["object_mask"]
     assert metrics["info"]["resolution"] == "48x40, the photographs' size"
 
@@ -512,6 +518,7 @@ def test_views_above_max_size_are_rendered_at_the_scaled_camera(dataset, tmp_pat
         assert direct.color.shape == (20, 24, 3)
         pred = encode_8bit(direct.color)
         photo = encode_8bit(area_downsample(test.images[i], 0.5, (24, 20)))
+        # equal on purpose: evaluate_views ran this same render, reduction and encoding
         assert row["psnr"] == m.psnr(pred, photo)
         assert row["psnr_object"] == m.psnr(pred, photo, direct.mask.numpy())
         from PIL import Image
@@ -584,7 +591,8 @@ def test_turntable_circles_the_given_up_and_keeps_the_plus_y_frames():
     eye = 3.0 * torch.stack([math.cos(e) * a.sin(), torch.full_like(a, math.sin(e)),
                              math.cos(e) * a.cos()], -1)  # fmt: skip
     expected = look_at(eye, torch.zeros(3).double(), torch.tensor([0.0, 1.0, 0.0]).double())
-    assert torch.equal(plus_y.w2c, expected)
+    # the library's formula for any axis against this +Y one: a few float64 ulp, not bit for bit
+    torch.testing.assert_close(plus_y.w2c, expected, rtol=1e-15, atol=1e-15)
     for up in (
         np.array([0.0, -1.0, 0.0]),
         np.array([0.3, 0.2, -0.9]) / np.linalg.norm([0.3, 0.2, -0.9]),

@@ -38,6 +38,7 @@ def test_srgb_curve_is_iec_61966_and_inverts_exactly(tmp_path):
     write_image(tmp_path / "s.png", np.full((2, 2, 3), 0.18, np.float32), curve="srgb")
     assert np.asarray(Image.open(tmp_path / "s.png"))[0, 0, 0] == round(255 * 0.4613561)
     read = read_image(tmp_path / "s.png", curve="srgb")
+    # bit-equal on purpose: read_image decodes 8-bit files by a lookup in this same table
     np.testing.assert_array_equal(read, table[round(255 * 0.4613561)])
     # torch agrees with numpy, and the loss's unclipped encoding has a finite slope at 0
     import torch
@@ -45,7 +46,11 @@ def test_srgb_curve_is_iec_61966_and_inverts_exactly(tmp_path):
     x = torch.tensor([0.0, 0.002, 0.3, 1.4], requires_grad=True)
     y = encode(x, "srgb", clip=False)
     y.sum().backward()
-    np.testing.assert_allclose(y.detach().numpy()[:3], encode(x.detach().numpy(), "srgb")[:3])
+    # torch's and numpy's pow kernels round differently (1 ulp at 0.3 on some CPUs): "the same
+    # value" to a few float32 ulp, not bit for bit
+    np.testing.assert_array_max_ulp(
+        y.detach().numpy()[:3], encode(x.detach().numpy(), "srgb")[:3], maxulp=4
+    )
     assert y[3] > 1.0 and torch.isfinite(x.grad).all() and x.grad[0] == pytest.approx(12.92)
 
 

@@ -19,18 +19,14 @@ import torch
 
 from ironrender.data.cameras import Cameras, intrinsics_from_fov, look_at
 from ironrender.data.dataset import load_split, save_split
+from ironrender.data.tone_curve import prediction_to_loss_domain, target_to_loss_domain
 from ironrender.fields.base import SphereSDF
 from ironrender.fields.materials import MaterialConfig, MaterialFields
 from ironrender.fields.radiance import RadianceConfig, RadianceField
-from ironrender.training.stage2 import (
-    CHECKPOINT_NAME,
-    FINAL_PREVIEW,
-    STAGE_DIR,
-    Stage2Config,
-    fit_stage2,
-)
-from ironrender.training.stage2_photometric import learned_flash, photometric_models
-from ironrender.training.stage2_step import target_to_loss_domain, to_loss_domain
+from ironrender.rendering.material_shader import MaterialShader
+from ironrender.run_folder import CHECKPOINT_FILE, FINAL_PREVIEW, STAGE2_DIR
+from ironrender.training.photometric import CaptureFacts, photometric_models
+from ironrender.training.stage2 import Stage2Config, Stage2Model, fit_stage2
 from ironrender.training.stage2_views import (
     initial_light_intensity,
     render_view,
@@ -157,10 +153,12 @@ def small_config(**changes) -> Stage2Config:
 
 def test_gamma_domains_roundtrip():
     linear = torch.tensor([0.0, 0.01, 0.5, 1.0])
-    encoded = target_to_loss_domain(linear, hdr=False)
+    encoded = target_to_loss_domain(linear, "gamma2.2")
     torch.testing.assert_close(encoded, linear ** (1 / 2.2))
-    torch.testing.assert_close(to_loss_domain(linear, hdr=False), (linear + 1e-6) ** (1 / 2.2))
-    assert to_loss_domain(linear, hdr=True) is linear
+    predicted = prediction_to_loss_domain(linear, "gamma2.2")
+    torch.testing.assert_close(predicted, (linear + 1e-6) ** (1 / 2.2))
+    assert prediction_to_loss_domain(linear, None) is linear
+    assert target_to_loss_domain(linear, None) is linear
 
 
 def test_training_recovers_radius_light_and_albedo(sphere_scene, tmp_path):
@@ -168,7 +166,7 @@ def test_training_recovers_radius_light_and_albedo(sphere_scene, tmp_path):
     assert split.hdr
     sdf, materials = starting_point()
     config = small_config()
-    result = fit_stage2(split, sdf, materials, config, tmp_path, progress=False)
+    result = fit_stage2(split, Stage2Model(sdf, materials), config, tmp_path, progress=False)
 
     assert result.skipped_steps == 0
     first = np.mean([h["total"] for h in result.history[:3]])
@@ -179,13 +177,13 @@ def test_training_recovers_radius_light_and_albedo(sphere_scene, tmp_path):
     # Only I * rho is observable (scaling I by k and both albedos by 1/k renders the same
     # image), so the product is compared: within 10% of the truth on every channel.
     render = scene_render_config(config, split.cameras)
-    view = render_view(sdf, materials, split.cameras, 0, render)
+    view = render_view(sdf, MaterialShader(materials), split.cameras, 0, render)
     albedo = view.extras["diffuse_albedo"][view.hit_mask].mean(0).numpy()
     product = result.light_intensity * albedo
     np.testing.assert_allclose(product, LIGHT * ALBEDO, rtol=0.1)
-    assert (stage_file := tmp_path / STAGE_DIR / CHECKPOINT_NAME).is_file()
+    assert (stage_file := tmp_path / STAGE2_DIR / CHECKPOINT_FILE).is_file()
     assert stage_file.stat().st_size > 0
-    assert (tmp_path / STAGE_DIR / FINAL_PREVIEW).is_file()
+    assert (tmp_path / STAGE2_DIR / FINAL_PREVIEW).is_file()
 
 
 @pytest.mark.parametrize("photometric", [False, True])
@@ -194,42 +192,27 @@ def test_resume_reproduces_uninterrupted_run(sphere_scene, tmp_path, photometric
     split = load_split(sphere_scene, "train")
     config = small_config(ambient="sh2", exposure_gains=True) if photometric else small_config()
 
-    def extras():
-        return photometric_models(config, len(split), True, "cpu")
+    def model(seed: int = 0) -> Stage2Model:
+        capture = CaptureFacts(len(split), split.cameras.colocated, room_lit=True)
+        return Stage2Model(*starting_point(seed), photometric=photometric_models(config, capture))
 
-    sdf_a, materials_a = starting_point()
-    models_a = extras()
     six, three = (
         dataclasses.replace(config, steps=6),
         dataclasses.replace(config, steps=3),
     )
-    fit_stage2(
-        split, sdf_a, materials_a, six, tmp_path / "a", progress=False,
-        ambient=models_a[0], gains=models_a[1],
-    )  # fmt: skip
-
-    sdf_b, materials_b = starting_point()
-    models_b = extras()
-    fit_stage2(
-        split, sdf_b, materials_b, three, tmp_path / "b", progress=False,
-        ambient=models_b[0], gains=models_b[1],
-    )  # fmt: skip
-    sdf_c, materials_c = starting_point(seed=1)  # different weights: all must come from the file
-    models_c = extras()
-    result = fit_stage2(
-        split, sdf_c, materials_c, six, tmp_path / "b", resume=True, progress=False,
-        ambient=models_c[0], gains=models_c[1],
-    )  # fmt: skip
+    a = model()
+    fit_stage2(split, a, six, tmp_path / "a", progress=False)
+    fit_stage2(split, model(), three, tmp_path / "b", progress=False)
+    c = model(seed=1)  # different weights: all must come from the file
+    result = fit_stage2(split, c, six, tmp_path / "b", resume=True, progress=False)
     assert result.steps == 6
-    pairs = [(sdf_a, sdf_c), (materials_a, materials_c)]
-    pairs += [(a, c) for a, c in zip(models_a, models_c, strict=True) if a is not None]
-    assert len(pairs) == (4 if photometric else 2)
-    for a, c in pairs:
-        for (name, pa), (_, pc) in zip(a.state_dict().items(), c.state_dict().items(), strict=True):
-            torch.testing.assert_close(pa, pc, rtol=0, atol=0, msg=name)
+    assert sorted(c.photometric) == (["ambient", "gains"] if photometric else [])
+    # the same computation run twice (resumed or not): bit for bit
+    for (name, pa), (_, pc) in zip(a.state_dict().items(), c.state_dict().items(), strict=True):
+        torch.testing.assert_close(pa, pc, rtol=0, atol=0, msg=name)
     if photometric:  # and they did change
-        assert float(models_c[1].log_gains.detach().abs().max()) > 0
-        assert float(models_c[0].coefficients.detach().abs().max()) > 0
+        assert float(c.photometric["gains"].log_gains.detach().abs().max()) > 0
+        assert float(c.photometric["ambient"].light.coefficients.detach().abs().max()) > 0
 
 
 TRUE_FLASH = (0.0, -0.3, 0.0)  # 7 degrees above the lens, seen from the sphere
@@ -247,9 +230,8 @@ def test_flash_offset_is_learnt_when_the_camera_file_has_none(tmp_path):
     split = load_split(tmp_path, "train")
     assert split.cameras.colocated
     config = small_config(steps=300, flash="learn", lr_flash=1e-2)
-    flash = learned_flash(config, split, "cpu")
-    sdf, materials = starting_point()
-    fit_stage2(split, sdf, materials, config, progress=False, flash=flash)
+    (flash,) = photometric_models(config, CaptureFacts(len(split), True, room_lit=False))
+    fit_stage2(split, Stage2Model(*starting_point(), photometric=[flash]), config, progress=False)
     found = flash.offset.detach().numpy()
     print(f"learnt flash offset {found} for {TRUE_FLASH}")
     np.testing.assert_allclose(found[:2], TRUE_FLASH[:2], atol=0.03)
@@ -281,14 +263,15 @@ def test_camera_gains_and_room_light_are_recovered(tmp_path):
     config = small_config(
         steps=200, ambient="sh2", exposure_gains=True, lr_gains=1e-2, lr_ambient=1e-2
     )
-    ambient, gains = photometric_models(config, len(split), True, "cpu")
+    room, gains = photometric_models(config, CaptureFacts(len(split), True, room_lit=True))
     sdf, materials = starting_point()
-    fit_stage2(split, sdf, materials, config, progress=False, ambient=ambient, gains=gains)
+    model = Stage2Model(sdf, materials, photometric=[room, gains])
+    fit_stage2(split, model, config, progress=False)
 
     recovered = gains.log_gains.detach().exp().mean(-1).numpy()
     ratio = recovered / TRUE_GAINS
     light = float(materials.light_intensity.detach())
-    share = float(ambient.mean_irradiance().detach().mean()) / light
+    share = float(room.light.mean_irradiance().detach().mean()) / light
     print(
         f"gains / truth {ratio / ratio.mean()}; room {share:.4f} (true {ROOM_IRRADIANCE / LIGHT})"
     )
@@ -303,8 +286,8 @@ def test_learning_rates_follow_the_cosine_decay(sphere_scene, tmp_path):
     split = load_split(sphere_scene, "train")
     sdf, materials = starting_point()
     config = small_config(steps=5, lr_alpha=0.1)
-    fit_stage2(split, sdf, materials, config, tmp_path, progress=False)
-    state = load_checkpoint(tmp_path / STAGE_DIR / CHECKPOINT_NAME, "cpu")
+    fit_stage2(split, Stage2Model(sdf, materials), config, tmp_path, progress=False)
+    state = load_checkpoint(tmp_path / STAGE2_DIR / CHECKPOINT_FILE, "cpu")
     last = 4  # 0-based index of the final step
     factor = 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * last / 5))
     bases = {"sdf": config.lr_sdf, "materials": config.lr_materials, "light": config.lr_light}
@@ -340,7 +323,6 @@ def test_least_squares_light_finds_the_true_intensity(sphere_scene):
 
 def test_chunked_view_equals_whole_view(sphere_scene):
     """Strips of rows with overlap give the same image, masks and extras as one render."""
-    from ironrender.rendering.material_shader import MaterialShader
     from ironrender.rendering.surface_renderer import render_patch
 
     split = load_split(sphere_scene, "train")
@@ -351,7 +333,7 @@ def test_chunked_view_equals_whole_view(sphere_scene):
         whole = render_patch(
             sdf, MaterialShader(materials), split.cameras, 1, render, training=False
         )
-    chunked = render_view(sdf, materials, split.cameras, 1, render, chunk_rows=7)
+    chunked = render_view(sdf, MaterialShader(materials), split.cameras, 1, render, chunk_rows=7)
     assert whole.edge_mask.any()
     torch.testing.assert_close(chunked.hit_mask, whole.hit_mask)
     torch.testing.assert_close(chunked.edge_mask, whole.edge_mask)
@@ -378,9 +360,8 @@ def test_patches_without_object_train_without_error(sphere_scene):
     )
     assert float(background.images.max()) == 0.0
     sdf, materials = starting_point()
-    result = fit_stage2(
-        background, sdf, materials, small_config(steps=2, patch_size=corner), progress=False
-    )
+    config = small_config(steps=2, patch_size=corner)
+    result = fit_stage2(background, Stage2Model(sdf, materials), config, progress=False)
     assert result.steps == 2 and result.skipped_steps == 0
 
 
@@ -409,7 +390,8 @@ def test_nan_guard_skips_steps_then_stops(sphere_scene):
     before = {k: v.clone() for k, v in materials.state_dict().items()}
     radius = float(sdf.radius.detach())
     with pytest.raises(IronError, match="non-finite"):
-        fit_stage2(poisoned, sdf, materials, small_config(max_bad_steps=3), progress=False)
+        model = Stage2Model(sdf, materials)
+        fit_stage2(poisoned, model, small_config(max_bad_steps=3), progress=False)
     assert float(sdf.radius.detach()) == radius
     for name, value in materials.state_dict().items():
         torch.testing.assert_close(value, before[name], rtol=0, atol=0, msg=name)

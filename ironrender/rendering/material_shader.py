@@ -1,26 +1,35 @@
 """The stage-2 shader: neural materials (:mod:`ironrender.fields.materials`) under the flash.
 
-For each sphere-traced hit, ``L = I / d^2 * f_r * c`` (seed Eqs. 2-3): the materials are queried at
-the reparameterised point, its unit normal and SDF feature, and shaded by the GGX BRDF
+For each sphere-traced hit, ``L = I / d^2 * f_r * c`` (IRON Eqs. 2-3;
+docs/architecture.md#shading): the materials are queried at the reparameterised point, its unit
+normal and SDF feature, and shaded by the GGX BRDF
 (:func:`ironrender.rendering.brdf.shade_flash` for IRON's flash in the lens,
 :func:`~ironrender.rendering.brdf.shade_point_light` for a flash beside it).
 """
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from torch import Tensor
 
-from ironrender.fields.ambient import AmbientLight
 from ironrender.fields.materials import MaterialFields
 from ironrender.rendering.brdf import GGXMaterial, shade_hits
 from ironrender.rendering.surface import SurfaceHit
 from ironrender.rendering.surface_renderer import ShadeResult
 
 
+class SurfaceLight(Protocol):
+    """Light besides the flash on the diffuse lobe: what a point of albedo ``rho_d`` facing
+    ``n`` sends to any camera (:class:`~ironrender.fields.ambient.AmbientLight`)."""
+
+    def radiance(self, diffuse_albedo: Tensor, normals: Tensor) -> Tensor: ...
+
+
 class MaterialShader:
     """The stage-2 :data:`~ironrender.rendering.surface_renderer.ShadeFn`: materials + GGX flash.
 
-    For each hit, ``L = I / d^2 * f_r * c`` (seed Eqs. 2-3) with the materials queried at the
+    For each hit, ``L = I / d^2 * f_r * c`` (IRON Eqs. 2-3) with the materials queried at the
     reparameterised point, its unit normal and SDF feature, plus the room's light on the diffuse
     lobe when an ``ambient`` light is given (:mod:`ironrender.fields.ambient`).
     ``unit_light=True`` renders the flash alone with ``I = 1`` (the least-squares light
@@ -32,7 +41,7 @@ class MaterialShader:
         self,
         materials: MaterialFields,
         unit_light: bool = False,
-        ambient: AmbientLight | None = None,
+        ambient: SurfaceLight | None = None,
     ):
         self.materials = materials
         self.unit_light = unit_light

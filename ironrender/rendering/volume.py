@@ -1,10 +1,11 @@
-"""NeuS volume rendering of an SDF field (IRON stage 1), top to bottom.
+"""NeuS volume rendering of an SDF field (IRON stage 1, §3.1), top to bottom.
 
-A pixel's colour is the integral ``C = int w(t) c(p(t), v) dt`` (seed eq. 1). NeuS chooses the
+Equations: NeuS (Wang et al., NeurIPS 2021) §3, labelled in docs/architecture.md (A3)-(A9).
+A pixel's colour is the integral ``C = int w(t) c(p(t), v) dt`` (A3). NeuS chooses the
 weight ``w(t) = T(t) rho(t)`` with the *opaque density* ``rho = max(-dPhi_s/dt / Phi_s, 0)``
-(eq. 5), ``Phi_s(x) = sigmoid(s x)`` the logistic CDF whose density is eq. 4. This weight is
-unbiased (it peaks where the SDF crosses zero) and occlusion-aware (the first crossing wins).
-Discretised over sections ``[t_i, t_{i+1}]`` (eqs. 6-8)::
+(A5), ``Phi_s(x) = sigmoid(s x)`` the logistic CDF whose density is the S-density (A4). This
+weight is unbiased (it peaks where the SDF crosses zero) and occlusion-aware (the first crossing
+wins). Discretised over sections ``[t_i, t_{i+1}]`` (NeuS Eqs. 12-13 and compositing, (A6)-(A7))::
 
     alpha_i = max((Phi_s(S(t_i)) - Phi_s(S(t_{i+1}))) / Phi_s(S(t_i)), 0)
     T_i     = prod_{j<i} (1 - alpha_j)
@@ -31,13 +32,16 @@ but not black. ``auto`` is decided from the photographs before training
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor, nn
 
+from ironrender.config import check_choices, option
 from ironrender.data.cameras import Cameras, RayBundle
 from ironrender.data.dataset import linear_images
+from ironrender.data.tone_curve import encode
 from ironrender.fields.background import BackgroundField, BackgroundFieldConfig
 from ironrender.fields.base import SDFField
 from ironrender.fields.radiance import RadianceField
@@ -46,8 +50,10 @@ from ironrender.rendering.samplers import sample_pdf, sphere_bounds, stratified
 PDF_STABILITY = 1e-5  # NeuS's epsilon in the alpha ratio: keeps 0/0 at alpha = 0
 TRANSMITTANCE_EPSILON = 1e-7
 MAX_NEGATIVE_SLOPE = -1e3  # proposal slope clamp (NeuS up_sample)
-BACKGROUNDS = ("black", "white", "learned", "field")
-BACKGROUND_CHOICES = (*BACKGROUNDS, "auto")
+BackgroundMode = Literal["black", "white", "learned", "field"]
+BACKGROUNDS = get_args(BackgroundMode)
+VolumeBackground = Literal[BackgroundMode, "auto"]
+"""``VolumeConfig.background``: a mode, or ``auto`` (decided by :func:`choose_background`)."""
 BORDER_FRACTION = 0.05  # the outer 5 % of each side of a photo: where the room shows
 DARK_ROOM_LEVEL = 2.0 / 255.0  # gamma-encoded: a border at or below this is a black room
 
@@ -58,22 +64,25 @@ ProposalSDF = Callable[[Tensor], Tensor]
 class VolumeConfig:
     """Sampling and compositing. Defaults are NeuS/IRON's (the ``paper`` preset)."""
 
-    n_coarse: int = 64
-    n_importance: int = 64
-    up_sample_steps: int = 4
-    up_sample_inv_s: float = 64.0  # round i uses inv_s = up_sample_inv_s * 2^i
-    render_coarse: bool = True
-    sphere_radius: float = 1.0
-    # black (dark room), white, learned (one constant colour), field (a model of the room,
-    # fields/background.py) or auto (field when the photos' borders are not black)
-    background: str = "black"
-    background_field: BackgroundFieldConfig = field(default_factory=BackgroundFieldConfig)
+    n_coarse: int = option(64, "stratified samples per ray inside the unit sphere")
+    n_importance: int = option(64, "samples added by NeuS's hierarchical up-sampling")
+    up_sample_steps: int = option(4, "rounds of up-sampling that add them")
+    up_sample_inv_s: float = option(64.0, "round i uses inv_s = up_sample_inv_s * 2^i")
+    render_coarse: bool = option(
+        True, "render the stratified samples too, not only the up-sampled ones"
+    )
+    sphere_radius: float = option(1.0, "radius of the sphere the samples lie in")
+    background: VolumeBackground = option(
+        "black",
+        "what rays see beyond the sphere: black (dark room), white, learned (one colour),"
+        " field (a model of the room, fields/background.py), auto (field if the borders are lit)",
+    )
+    background_field: BackgroundFieldConfig = option(
+        factory=BackgroundFieldConfig, help="the model of the room (background = field)"
+    )
 
     def __post_init__(self) -> None:
-        if self.background not in BACKGROUND_CHOICES:
-            raise ValueError(
-                f"background must be one of {BACKGROUND_CHOICES}, not {self.background!r}"
-            )
+        check_choices(self)
 
 
 @dataclass
@@ -136,7 +145,7 @@ def border_level(images: Tensor) -> float:
     inner[dy : height - dy, dx : width - dx] = False
     per_view = torch.stack(  # view by view: a batch of borders would copy a third of the capture
         [
-            (linear_images(image)[inner].clamp(0.0, 1.0) ** (1.0 / 2.2)).mean(-1).median()
+            encode(linear_images(image)[inner], "gamma2.2").mean(-1).median()
             for image in images
         ]
     )
@@ -166,7 +175,8 @@ def choose_background(mode: str, images: Tensor) -> tuple[str, str]:
 def neus_alpha(
     sdf: Tensor, cos: Tensor, dists: Tensor, inv_s: Tensor | float, cos_anneal_ratio: float = 1.0
 ) -> Tensor:
-    """Discrete opacity of each section (seed eq. 8, NeuS eq. 13) from midpoint SDF values.
+    """Discrete opacity of each section (NeuS Eqs. 12-13; docs/architecture.md (A6)) from
+    midpoint SDF values.
 
     ``sdf``, ``cos = v . grad S`` and ``dists`` are (R, S); returns alpha (R, S) in [0, 1].
     """
@@ -182,7 +192,7 @@ def neus_alpha(
 
 
 def composite_weights(alpha: Tensor) -> Tensor:
-    """``w_i = T_i alpha_i`` with ``T_i = prod_{j<i}(1 - alpha_j)`` (seed eqs. 6-7)."""
+    """``w_i = T_i alpha_i``, ``T_i = prod_{j<i}(1 - alpha_j)`` (docs/architecture.md (A7))."""
     ones = torch.ones_like(alpha[:, :1])
     transmittance = torch.cumprod(torch.cat([ones, 1.0 - alpha + TRANSMITTANCE_EPSILON], -1), -1)[
         :, :-1

@@ -7,10 +7,10 @@
 ``stage1_outputs``      stage 1's previews and marching-cubes mesh
 ``time_budget``         ``--minutes``: timing probes, schedules scaled to a step count, plan.json
 ``stage2_config``       stage 2's settings and presets
-``stage2_step``         one stage-2 iteration: state, optimisers, patch sampling, the step
+``photometric``         what photographs hold besides the flash: room light, gains, flash offset
+``stage2_model``        everything stage 2 learns as one module; built from stage 1, loaded back
+``stage2_step``         one stage-2 step: state, optimisers, patch sampling, the step
 ``stage2_views``        whole-view renders, object masks, the flash's starting intensity
-``camera_gains``        a gain per photograph (automatic exposure and white balance)
-``stage2_photometric``  which of the room's light and the camera gains a run fits, and a report
 ``stage2``              stage 2's loop, checkpoints, previews and entry points
 ``losses``              stage 2's losses (pyramid L2, SSIM, eikonal, roughness range)
 ``schedules``           learning-rate, annealing and coarse-to-fine schedules (pure functions)

@@ -17,14 +17,17 @@ the loss dominated the training step. The tests hold both to numpy/scipy and sci
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ironrender.config import option
+
 PYRAMID_LEVELS = 5
-"""The raw difference plus four blurred and halved levels (reference §4)."""
+"""The raw difference plus four blurred and halved levels (IRON's code; docs/architecture.md
+(A24))."""
 PYRAMID_KERNEL = 7
 PYRAMID_SIGMA = 1.0
 SSIM_WINDOW = 11
@@ -40,10 +43,10 @@ ROUGHNESS_LIMIT = 0.5
 class LossWeights:
     """Weights of the four terms; defaults are the reference's (``train_scene.sh``)."""
 
-    pyramid: float = 1.0
-    ssim: float = 1.0
-    eikonal: float = 0.1
-    roughness: float = 0.1
+    pyramid: float = option(1.0, "L2 between Gaussian pyramids of render and photo (Eq. 10)")
+    ssim: float = option(1.0, "1 - SSIM between render and photo (Eq. 11)")
+    eikonal: float = option(0.1, "lambda_1: mean (|grad S| - 1)^2 (Eq. 12)")
+    roughness: float = option(0.1, "lambda_2: mean max(alpha - 0.5, 0), roughness range (Eq. 13)")
 
 
 @dataclass
@@ -55,11 +58,13 @@ class LossTerms:
     ssim: Tensor
     eikonal: Tensor
     roughness: Tensor
-    gains: Tensor | None = None  # the camera gains' regulariser, when they are fitted
+    # the photometric models' regularisers, unweighted, by model (e.g. the camera gains')
+    penalties: dict[str, Tensor] = field(default_factory=dict)
 
     def as_floats(self) -> dict[str, float]:
-        values = {name: getattr(self, name) for name in self.__dataclass_fields__}
-        return {name: float(value.detach()) for name, value in values.items() if value is not None}
+        names = [name for name in self.__dataclass_fields__ if name != "penalties"]
+        values = {name: getattr(self, name) for name in names} | self.penalties
+        return {name: float(value.detach()) for name, value in values.items()}
 
 
 def _to_bchw(image: Tensor) -> Tensor:

@@ -7,17 +7,20 @@ Loss (per step, a batch of rays from all training views)::
 over rendered rays and their samples (IRON: L1 colour + 0.1 eikonal, no masks).
 
 **Loss domain.** IRON trains stage 1 directly on gamma-encoded PNG values. Our loader returns
-linear radiance, so targets are re-encoded as ``clip(x, 0, 1)^(1/2.2)``. HDR (EXR) data is
-encoded the same way by default, which is also what IRON's EXR fallback does: the flash
-images' dynamic range is large and gamma encoding spreads the error over dark and bright
-regions like a perceptual tonemap, while the radiance net's sigmoid bounds outputs to [0, 1]
-anyway (stage 1 only has to produce geometry and an albedo initialisation). Set
+linear radiance, so targets are re-encoded as ``clip(x, 0, 1)^(1/2.2)``
+(:func:`ironrender.data.tone_curve.target_to_loss_domain`, the module both stages use). An
+sRGB capture's files are decoded and re-encoded through the same curve, so stage 1 fits the
+values in its files whatever their curve, and stage 2 decodes what it learnt with the right
+one. HDR (EXR) data is encoded the same way by default, which is also what IRON's EXR fallback
+does: the flash images' dynamic range is large and gamma encoding spreads the error over dark
+and bright regions like a perceptual tonemap, while the radiance net's sigmoid bounds outputs
+to [0, 1] anyway (stage 1 only has to produce geometry and an albedo initialisation). Set
 ``loss_domain = "linear"`` to fit linear values instead.
 
-The settings and presets are in :mod:`~ironrender.training.stage1_config`. Run folder:
-``RUN/stage1/{checkpoint.pt, previews/, mesh.ply, tb/}``. Checkpoints hold the
-model, the optimiser, the step, the proposal cache and every RNG state, so ``resume`` continues
-bit-for-bit where a killed run stopped.
+The settings and presets are in :mod:`~ironrender.training.stage1_config`. Run folder
+(:mod:`ironrender.run_folder`): ``RUN/stage1/{checkpoint.pt, previews/, mesh.ply, tb/}``.
+Checkpoints hold the model, the optimiser, the step, the proposal cache and every RNG state,
+so ``resume`` continues bit-for-bit where a killed run stopped.
 """
 
 from __future__ import annotations
@@ -36,13 +39,14 @@ from ironrender.config import from_dict, to_dict
 from ironrender.data.cameras import Cameras
 from ironrender.data.dataset import Split, load_split
 from ironrender.data.images import LINEAR_OF_8BIT
-from ironrender.data.tone_curve import GAMMA
+from ironrender.data.tone_curve import target_to_loss_domain, target_to_loss_domain_
 from ironrender.errors import IronError
 from ironrender.fields.radiance import RadianceField
 from ironrender.fields.sdf import NeuralSDF, NeuSVariance
 from ironrender.interrupts import StopRequests
 from ironrender.rendering.samplers import SDFGridCache
 from ironrender.rendering.volume import Background, choose_background, render_rays
+from ironrender.run_folder import STAGE1_DIR, STAGE1_MESH, stage_checkpoint
 from ironrender.training.checkpoint import load_checkpoint, save_checkpoint
 from ironrender.training.pixel_batches import PixelSampler, PixelTargets, pixel_rays
 from ironrender.training.runlog import RunLog, psnr
@@ -78,12 +82,10 @@ __all__ = [  # the configuration, re-exported: "stage 1" is where a user looks f
     "Stage1Model",
     "train_stage1",
     "load_stage1",
+    "load_stage1_run",
     "write_mesh",
 ]
 
-STAGE_DIR = "stage1"
-CHECKPOINT_NAME = "checkpoint.pt"
-MESH_NAME = "mesh.ply"
 EIKONAL_RADIUS = 1.2  # eikonal on samples with |x| < 1.2 (IRON)
 
 
@@ -133,31 +135,23 @@ class Stage1Result:
     losses: list[float] = field(default_factory=list)  # per step of this call
 
 
-def to_loss_domain(linear: Tensor, domain: str) -> Tensor:
-    """Targets in the domain the loss compares: ``clip(x, 0, 1)^(1/2.2)`` or linear."""
-    if domain == "gamma":
-        return linear.clamp(0.0, 1.0) ** (1.0 / GAMMA)
-    if domain == "linear":
-        return linear
-    raise IronError(f"train.loss_domain must be one of {LOSS_DOMAINS}, got {domain!r}")
-
-
-def to_loss_domain_(linear: Tensor, domain: str) -> Tensor:
-    """:func:`to_loss_domain` in place (the same values, computed elementwise by the same ops):
-    ``linear`` is overwritten and returned."""
-    if domain == "gamma":
-        return linear.clamp_(0.0, 1.0).pow_(1.0 / GAMMA)
-    return to_loss_domain(linear, domain)
+def loss_domain_curve(domain: str) -> str | None:
+    """The tone curve of stage 1's ``train.loss_domain``: ``gamma`` fits the 8-bit files' own
+    values (gamma 2.2, how the loader decoded them), ``linear`` linear radiance (None)."""
+    if domain not in LOSS_DOMAINS:
+        raise IronError(f"train.loss_domain must be one of {LOSS_DOMAINS}, got {domain!r}")
+    return "gamma2.2" if domain == "gamma" else None
 
 
 def loss_domain_targets(images: Tensor, domain: str) -> PixelTargets:
-    """The photographs as stage 1's targets (:func:`to_loss_domain`): uint8 photographs with
-    the table of what :func:`to_loss_domain` makes of each 8-bit value's linear radiance
-    (the same float32 numbers as converting the decoded images), float32 ones in place."""
+    """The photographs as stage 1's targets (:func:`loss_domain_curve`): uint8 photographs with
+    the table of what the loss domain makes of each 8-bit value's linear radiance (the same
+    float32 numbers as converting the decoded images), float32 ones in place."""
+    curve = loss_domain_curve(domain)
     if images.dtype == torch.uint8:
-        table = to_loss_domain(torch.from_numpy(LINEAR_OF_8BIT.copy()), domain)
+        table = target_to_loss_domain(torch.from_numpy(LINEAR_OF_8BIT.copy()), curve)
         return PixelTargets(images, table)
-    return PixelTargets(to_loss_domain_(images, domain))
+    return PixelTargets(target_to_loss_domain_(images, curve))
 
 
 # ----------------------------------------------------------------------------- training
@@ -191,8 +185,9 @@ def train_stage1(
     """
     started = time.perf_counter()
     device = torch.device(device)
-    stage_dir = Path(run_dir) / STAGE_DIR
-    checkpoint_path = stage_dir / CHECKPOINT_NAME
+    stage_dir = Path(run_dir) / STAGE1_DIR
+    checkpoint_path = stage_checkpoint(run_dir, STAGE1_DIR)
+    mesh_file = stage_dir / STAGE1_MESH
     if checkpoint_path.exists() and not resume:
         raise IronError(
             f"{checkpoint_path} exists: pass --resume to continue it, or choose a new run folder"
@@ -242,7 +237,7 @@ def train_stage1(
                 if log.preview_every and state.step % log.preview_every == 0 and state.step < end:
                     _previews(state, config, split, targets, stage_dir)
                 if log.mesh_every and state.step % log.mesh_every == 0 and state.step < end:
-                    write_mesh(state.model.sdf, stage_dir / MESH_NAME, log.mesh_resolution, device)
+                    write_mesh(state.model.sdf, mesh_file, log.mesh_resolution, device)
     finally:
         runlog.close()
     if plan is not None:
@@ -252,7 +247,7 @@ def train_stage1(
     mesh_path = None
     if state.step >= train.steps:
         _previews(state, config, split, targets, stage_dir)
-        mesh_path = write_mesh(state.model.sdf, stage_dir / MESH_NAME, log.mesh_resolution, device)
+        mesh_path = write_mesh(state.model.sdf, mesh_file, log.mesh_resolution, device)
     return Stage1Result(
         Path(run_dir),
         checkpoint_path,
@@ -429,19 +424,27 @@ def _restore(state: _State, checkpoint: dict, config: Stage1Config) -> None:
 
 def load_stage1(run_dir: str | Path, device: torch.device | str = "cpu") -> Stage1Model:
     """The trained stage-1 model of a run (``.sdf``, ``.radiance``, ``.variance``), eval mode."""
-    path = Path(run_dir) / STAGE_DIR / CHECKPOINT_NAME
+    return load_stage1_run(run_dir, device)[0]
+
+
+def load_stage1_run(
+    run_dir: str | Path, device: torch.device | str = "cpu"
+) -> tuple[Stage1Model, Stage1Config]:
+    """The trained stage-1 model (eval mode) and the configuration it was trained with, from
+    one read of its checkpoint."""
+    path = stage_checkpoint(run_dir, STAGE1_DIR)
     if not path.is_file():
-        raise IronError(f"{run_dir}: no stage-1 checkpoint ({STAGE_DIR}/{CHECKPOINT_NAME})")
+        raise IronError(f"{run_dir}: no stage-1 checkpoint ({path.relative_to(run_dir)})")
     checkpoint = load_checkpoint(path, device)
     config = from_dict(Stage1Config, checkpoint["config"], str(path))
     model = Stage1Model(config).to(device)
     model.load_state_dict(checkpoint["model"])
     model.sdf.set_active_levels(config.sdf.grid.levels)
-    return model.eval()
+    return model.eval(), config
 
 
 def _previews(
     state: _State, config: Stage1Config, split: Split, targets: PixelTargets, stage_dir: Path
 ) -> None:
-    gamma = lambda x: to_loss_domain(x, "gamma")  # noqa: E731
+    gamma = lambda x: target_to_loss_domain(x, "gamma2.2")  # noqa: E731
     write_previews(state.model, state.cache, state.step, config, split, targets, stage_dir, gamma)

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Literal, get_args
 
-from ironrender.data.tone_curve import DEFAULT_TONE_CURVE, check_curve
+from ironrender.config import check_choices, option
+from ironrender.data.tone_curve import DEFAULT_TONE_CURVE, ToneCurve
 from ironrender.fields.materials import MaterialConfig, paper_material_config
 from ironrender.rendering.edges import EdgeConfig
 from ironrender.rendering.surface_renderer import SurfaceRenderConfig
 from ironrender.training.losses import LossWeights
 
-STAGE2_BACKGROUNDS = ("stage1", "black")
-FLASH_MODES = ("dataset", "learn")
+Stage2Background = Literal["stage1", "black"]
+"""``Stage2Config.background``: what rays that miss the object see."""
+STAGE2_BACKGROUNDS = get_args(Stage2Background)
+FlashMode = Literal["dataset", "learn"]
 """``Stage2Config.flash``: where the camera file puts it (absent: in the lens), or learnt
-(:mod:`ironrender.training.flash_offset`) when the camera file says nothing."""
-AMBIENT_MODES = ("off", "sh2", "auto")
+(:class:`ironrender.training.photometric.FlashOffset`) when the camera file says nothing."""
+AmbientMode = Literal["off", "sh2", "auto"]
 """``Stage2Config.ambient``: no room light (IRON), spherical-harmonic irradiance
 (:mod:`ironrender.fields.ambient`), or the latter when the photographs' room is not dark."""
 
@@ -27,55 +31,79 @@ class Stage2Config:
     learning rates 1e-5 / 1e-4 / 1e-2, loss weights 1 / 1 / 0.1 / 0.1).
     """
 
-    steps: int = 1000  # 0.25-0.3 s per 64x64 patch on 2 idle cores: 4.6 min in all
-    patch_size: int = 64
-    lr_sdf: float = 1e-4
-    lr_materials: float = 1e-3
-    lr_light: float = 1e-2  # on log I (see fields/materials.py)
-    grid_lr_factor: float = 10.0  # dense-grid features (SDF, materials) learn this much faster
-    lr_alpha: float = 1.0  # cosine decay of every rate to this fraction at the end; 1 = constant
-    weights: LossWeights = field(default_factory=LossWeights)
-    edges: bool = True  # False: the IDR-style ``--no-edges`` baseline
-    background: str = "stage1"  # what missed rays see: stage 1's background model, or black
-    object_patch_fraction: float = 0.0  # share of patches centred on the object (0: IRON)
-    object_mask_size: int = 64  # longest side of the per-view object masks that guide them
-    # What the photographs hold besides the flash's light (beyond IRON; all off in `paper`):
-    tone_curve: str = DEFAULT_TONE_CURVE  # how the 8-bit files encode radiance: gamma2.2, srgb
-    ambient: str = "off"  # room light on the object: off, sh2, auto (sh2 if the room is lit)
-    exposure_gains: bool = False  # fit RGB gains per photograph (auto exposure/white balance)
-    gains_weight: float = 0.01  # weight of mean(log gain^2), which holds the gains near 1
-    lr_ambient: float = 1e-3  # the nine SH coefficients (1e-2 overshot: 18 % for 5 %)
-    lr_gains: float = 2e-3  # the log gains (each photograph's are seen by few patches)
-    flash: str = "dataset"  # the camera file's flash positions, or "learn" one when it has none
-    lr_flash: float = 1e-3  # the learnt offset, scene units per step
-    eikonal_points: int = 0  # random points per step; 0 = half the patch's pixels (reference)
-    # Burley diffuse in `fast` (measured better on the default capture; BENCHMARKS.md), Lambert in
-    # `paper` (IRON's model).
-    materials: MaterialConfig = field(
-        default_factory=lambda: MaterialConfig(diffuse_model="burley")
+    steps: int = option(
+        1000,
+        "training steps, one patch each (0.25-0.3 s per 64x64 patch on 2 idle cores: 4.6 min)",
+        aliases=("iterations",),
     )
-    render: SurfaceRenderConfig = field(default_factory=SurfaceRenderConfig)
-    edge_step_pixels: float = 0.25  # walk step in pixels at the object; 0 = render.edges as is
-    light_init_views: int = 8  # training views rendered for the least-squares light
-    light_init_size: int = 64  # their longest side, pixels (downscaled)
-    log_every: int = 10
-    preview_every: int = 200
-    checkpoint_every: int = 100
-    preview_size: int = 128  # longest side of preview renders
-    max_bad_steps: int = 20  # consecutive non-finite steps before giving up
-    seed: int = 0
+    patch_size: int = option(64, "side in pixels of the square patch each step renders")
+    lr_sdf: float = option(1e-4, "learning rate of the SDF network (Adam)")
+    lr_materials: float = option(1e-3, "learning rate of the material networks")
+    lr_light: float = option(1e-2, "learning rate of log I, the flash's intensity (materials.py)")
+    grid_lr_factor: float = option(
+        10.0, "dense-grid features (SDF, materials) learn this much faster than the networks"
+    )
+    lr_alpha: float = option(
+        1.0, "cosine decay of every rate to this fraction at the end; 1 = constant"
+    )
+    weights: LossWeights = option(factory=LossWeights, help="weights of the four loss terms")
+    edges: bool = option(True, "edge sampling; false: the IDR-style --no-edges baseline")
+    background: Stage2Background = option(
+        "stage1", "what missed rays see: stage 1's background model, or black (IRON)"
+    )
+    object_patch_fraction: float = option(
+        0.0, "share of patches centred on the object (0: uniform, as IRON)"
+    )
+    object_mask_size: int = option(
+        64, "longest side of the per-view object masks that centre those patches"
+    )
+    # What the photographs hold besides the flash's light (beyond IRON; all off in `paper`):
+    tone_curve: ToneCurve = option(
+        DEFAULT_TONE_CURVE, "how the 8-bit files encode radiance: gamma2.2 (IRON) or srgb"
+    )
+    ambient: AmbientMode = option(
+        "off", "room light on the object: off (IRON), sh2 (SH irradiance), auto (sh2 if lit)"
+    )
+    exposure_gains: bool = option(
+        False, "fit RGB gains per photograph (auto exposure/white balance)"
+    )
+    gains_weight: float = option(0.01, "weight of mean(log gain^2), which holds the gains near 1")
+    lr_ambient: float = option(
+        1e-3, "learning rate of the nine SH coefficients (1e-2 overshot: 18 % for 5 %)"
+    )
+    lr_gains: float = option(
+        2e-3, "learning rate of the log gains (each photograph's are seen by few patches)"
+    )
+    flash: FlashMode = option(
+        "dataset", "the camera file's flash positions (none: in the lens), or learn one offset"
+    )
+    lr_flash: float = option(1e-3, "learning rate of the learnt flash offset, scene units per step")
+    eikonal_points: int = option(
+        0, "random eikonal points per step; 0 = half the patch's pixels (reference)"
+    )
+    materials: MaterialConfig = option(
+        factory=lambda: MaterialConfig(diffuse_model="burley"),
+        help="material networks and light; Burley diffuse in fast (measured better on the"
+        " default capture; BENCHMARKS.md), Lambert in paper (IRON's model)",
+    )
+    render: SurfaceRenderConfig = option(
+        factory=SurfaceRenderConfig, help="sphere tracing, edge sampling and shadow rays"
+    )
+    edge_step_pixels: float = option(
+        0.25, "edge-walk step in pixels at the object; 0 = render.edges.step_size as is"
+    )
+    light_init_views: int = option(8, "training views rendered for the least-squares light")
+    light_init_size: int = option(64, "their longest side, pixels (downscaled)")
+    log_every: int = option(10, "steps between two TensorBoard scalar writes")
+    preview_every: int = option(200, "steps between two preview renders")
+    checkpoint_every: int = option(100, "steps between two checkpoints")
+    preview_size: int = option(128, "longest side of preview renders, pixels")
+    max_bad_steps: int = option(20, "consecutive non-finite steps before giving up")
+    seed: int = option(0, "seed of the patch draws and of the new networks' initialisation")
 
     def __post_init__(self) -> None:
         # Checked here, not when stage 2 starts: a typo must not cost a whole stage 1 first.
-        if self.background not in STAGE2_BACKGROUNDS:
-            raise ValueError(
-                f"background must be one of {STAGE2_BACKGROUNDS}, not {self.background!r}"
-            )
-        if self.flash not in FLASH_MODES:
-            raise ValueError(f"flash must be one of {FLASH_MODES}, not {self.flash!r}")
-        if self.ambient not in AMBIENT_MODES:
-            raise ValueError(f"ambient must be one of {AMBIENT_MODES}, not {self.ambient!r}")
-        check_curve(self.tone_curve)
+        check_choices(self)
 
 
 def fast_stage2_config() -> Stage2Config:
@@ -92,10 +120,11 @@ def paper_stage2_config() -> Stage2Config:
         lr_light=1e-2,
         grid_lr_factor=1.0,
         materials=paper_material_config(),
-        # The paper's Algorithm 1 and area-weighted blend (eq. 13) without our gap filling. The
-        # reference code's clamp (centre outside the edge -> w = 0.5) is available as
-        # footprint="reference", but it gives a third of the true silhouette gradient
-        # (tests/test_edges.py), so the paper preset follows the paper, not that quirk.
+        # The paper's Algorithm 1 and area-weighted blend (IRON Eqs. 7-9, docs/architecture.md
+        # (A21)-(A23)) without our gap filling. The reference code's clamp (centre outside the
+        # edge -> w = 0.5) is available as footprint="reference", but it gives a third of the
+        # true silhouette gradient (tests/test_edges.py), so the paper preset follows the paper,
+        # not that quirk.
         render=SurfaceRenderConfig(edges=EdgeConfig(footprint="circle", fill_gaps=False)),
         edge_step_pixels=0.0,
         background="black",  # IRON's stage 2 renders misses black

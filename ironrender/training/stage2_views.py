@@ -16,7 +16,6 @@ from torch import Tensor
 from ironrender.data.cameras import Cameras
 from ironrender.data.dataset import Split
 from ironrender.errors import IronError
-from ironrender.fields.ambient import AmbientLight
 from ironrender.fields.base import SDFField
 from ironrender.fields.materials import (
     MaterialFields,
@@ -28,6 +27,7 @@ from ironrender.rendering.surface import sphere_trace
 from ironrender.rendering.surface_renderer import (
     BackgroundFn,
     RenderedImage,
+    ShadeFn,
     SurfaceRenderConfig,
     render_patch,
 )
@@ -42,24 +42,23 @@ edge points that project one pixel away must see the same neighbourhood as an un
 
 def render_view(
     sdf: SDFField,
-    materials: MaterialFields,
+    shade: ShadeFn,
     cameras: Cameras,
     index: int,
     render: SurfaceRenderConfig | None = None,
     edges: bool = True,
     chunk_rows: int = 64,
-    unit_light: bool = False,
     background: BackgroundFn | None = None,
-    ambient: AmbientLight | None = None,
 ) -> RenderedImage:
     """Render a full view for evaluation: no reparameterisation, no graphs, strips of rows.
+    ``shade`` is stage 2's :class:`MaterialShader` (a trained model's:
+    :meth:`~ironrender.training.stage2_model.Stage2Model.render_view`).
 
     Each strip is rendered with ``EDGE_ROW_MARGIN`` extra rows above and below (so edge
     detection and edge points near a strip border see the same pixels as a whole-image render)
     and only its own rows are kept. Returns a :class:`RenderedImage` without eikonal gradients.
     """
     render = render or SurfaceRenderConfig()
-    shader = MaterialShader(materials, unit_light=unit_light, ambient=ambient)
     W, H = cameras.width(index), cameras.height(index)
     strips: list[RenderedImage] = []
     with torch.no_grad():
@@ -68,7 +67,7 @@ def render_view(
             top, bottom = max(0, y0 - EDGE_ROW_MARGIN), min(H, y1 + EDGE_ROW_MARGIN)
             crop = cameras.crop(index, 0, top, W, bottom - top)
             image = render_patch(
-                sdf, shader, crop, 0, render, edges=edges, training=False, background=background
+                sdf, shade, crop, 0, render, edges=edges, training=False, background=background
             )
             strips.append(_rows(image, y0 - top, y1 - top))
     channels = {name: v.shape[-1] for s in strips for name, v in s.extras.items()}
@@ -132,7 +131,8 @@ def initial_light_intensity(
 ) -> float:
     """Starting flash intensity: the least-squares fit to the photographs, or IRON's heuristic.
 
-    ``least_squares``: render ``light_init_views`` training views (downscaled) with ``I = 1``,
+    ``least_squares``: render ``light_init_views`` training views (downscaled) with ``I = 1``
+    (the flash alone: no room, no room light, the flash where the camera file puts it),
     then ``I = sum p t / sum p^2`` over the pixels that hit and are not saturated (linear), the
     exact minimiser of the L2 loss over ``I`` at the stage-1 geometry and albedo. Falls back to
     the reference ``8 median(|o|)^2`` when no pixel hits.
@@ -142,13 +142,14 @@ def initial_light_intensity(
         return reference
     if config.materials.light_init != "least_squares":
         raise IronError("materials.light_init must be least_squares or reference")
+    unit_light = MaterialShader(materials, unit_light=True)
     factor = downscale_factor(split.cameras, config.light_init_size)
     cameras = split.cameras.scaled(factor) if factor < 1 else split.cameras
     count = min(config.light_init_views, len(split))
     views = np.linspace(0, len(split) - 1, count).round().astype(int)
     predictions, targets, weights = [], [], []
     for i in views:
-        image = render_view(sdf, materials, cameras, int(i), render, unit_light=True)
+        image = render_view(sdf, unit_light, cameras, int(i), render)
         target = resize_image(split.linear(split.images[int(i)]), image.color.shape[:2])
         predictions.append(image.color)
         targets.append(target)

@@ -17,10 +17,15 @@ import torch
 from torch import Tensor
 
 from ironrender.data.cameras import Cameras
-from ironrender.data.tone_curve import DEFAULT_TONE_CURVE, GAMMA
+from ironrender.data.tone_curve import DEFAULT_TONE_CURVE, decode
 from ironrender.errors import IronError
 from ironrender.fields.base import SDFField
-from ironrender.fields.materials import MaterialsFn
+from ironrender.fields.materials import MaterialsFn, materials_function
+from ironrender.rendering.volume import render_image
+from ironrender.run_folder import STAGE1_DIR, STAGE2_DIR, stage_checkpoint
+from ironrender.training.stage1 import load_stage1_run, loss_domain_curve
+from ironrender.training.stage2_model import load_stage2
+from ironrender.training.stage2_views import scene_render_config
 
 #: The stage-1 stand-in asset's specular albedo (F0 of a common dielectric) and GGX alpha.
 STAND_IN_SPECULAR = 0.04
@@ -79,9 +84,9 @@ def load_trained_model(
     """
     run_dir = Path(run_dir)
     device = torch.device(device)
-    if (run_dir / "stage2" / "checkpoint.pt").is_file():
+    if stage_checkpoint(run_dir, STAGE2_DIR).is_file():
         return _load_stage2_model(run_dir, device, edges, chunk_rows)
-    if (run_dir / "stage1" / "checkpoint.pt").is_file():
+    if stage_checkpoint(run_dir, STAGE1_DIR).is_file():
         return _load_stage1_model(run_dir, device, camera_distance)
     raise IronError(f"{run_dir}: no stage-1 or stage-2 checkpoint; train it first (`iron run`)")
 
@@ -89,46 +94,22 @@ def load_trained_model(
 def _load_stage2_model(
     run_dir: Path, device: torch.device, edges: bool, chunk_rows: int
 ) -> TrainedModel:
-    from ironrender.config import from_dict
-    from ironrender.fields.materials import materials_function
-    from ironrender.training.checkpoint import load_checkpoint
-    from ironrender.training.stage2 import (
-        CHECKPOINT_NAME,
-        STAGE_DIR,
-        Stage2Config,
-        load_stage2,
-        stage1_background,
-    )
-    from ironrender.training.stage2_photometric import (
-        ambient_from_checkpoint,
-        flash_from_checkpoint,
-    )
-    from ironrender.training.stage2_views import render_view, scene_render_config
-
-    sdf, materials = load_stage2(run_dir, device)
-    path = run_dir / STAGE_DIR / CHECKPOINT_NAME
-    state = load_checkpoint(path, "cpu")
-    config = from_dict(Stage2Config, state["config"], str(path))
-    background = stage1_background(run_dir, config, device)  # what missed rays saw in training
-    ambient = ambient_from_checkpoint(state, device)  # the room's light, never in the materials
-    flash = flash_from_checkpoint(state, device)  # a learnt flash position, if any
+    model, config = load_stage2(run_dir, device)
 
     def render(cameras: Cameras, index: int) -> ViewRender:
+        """Under the flash where training put it, the room as stage 1 saw it and the room's
+        light where the run fitted one; at gain 1."""
         settings = scene_render_config(config, cameras)
-        if flash is not None and cameras.colocated:
-            with torch.no_grad():
-                cameras = flash.place(cameras)
-        image = render_view(
-            sdf, materials, cameras, index, settings, edges=edges and config.edges,
-            chunk_rows=chunk_rows, background=background, ambient=ambient,
-        )  # fmt: skip
+        image = model.render_view(
+            cameras, index, settings, edges=edges and config.edges, chunk_rows=chunk_rows
+        )
         return ViewRender(image.color, image.mask)
 
     return TrainedModel(
-        sdf=sdf,
+        sdf=model.sdf,
         render=render,
-        materials_fn=materials_function(sdf, materials),
-        light_intensity=float(materials.light_intensity.detach()),
+        materials_fn=materials_function(model.sdf, model.materials),
+        light_intensity=float(model.materials.light_intensity.detach()),
         stage="stage2",
         diffuse_model=config.materials.diffuse_model,
         tone_curve=config.tone_curve,
@@ -138,18 +119,11 @@ def _load_stage2_model(
 def _load_stage1_model(
     run_dir: Path, device: torch.device, camera_distance: float | None
 ) -> TrainedModel:
-    from ironrender.config import from_dict
-    from ironrender.rendering.volume import render_image
-    from ironrender.training.checkpoint import load_checkpoint
-    from ironrender.training.stage1 import CHECKPOINT_NAME, STAGE_DIR, Stage1Config, load_stage1
-
-    model = load_stage1(run_dir, device)
-    path = run_dir / STAGE_DIR / CHECKPOINT_NAME
-    config = from_dict(Stage1Config, load_checkpoint(path, "cpu")["config"], str(path))
-    gamma_domain = config.train.loss_domain == "gamma"
+    model, config = load_stage1_run(run_dir, device)
+    curve = loss_domain_curve(config.train.loss_domain)
 
     def to_linear(rgb: Tensor) -> Tensor:
-        return rgb.clamp(0.0, 1.0) ** GAMMA if gamma_domain else rgb
+        return decode(rgb, curve) if curve is not None else rgb
 
     def render(cameras: Cameras, index: int) -> ViewRender:
         with torch.no_grad():
