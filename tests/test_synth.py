@@ -646,3 +646,56 @@ def test_room_light_gains_noise_srgb_and_jpeg(camera_scenes) -> None:
         jpeg = read_image(phone / "train" / "image" / f"{i:03d}.jpg", curve="srgb")
         mse = np.mean((encode(jpeg, "srgb") - encode(developed, "srgb")) ** 2)
         assert 10 * np.log10(1 / mse) > 30
+
+
+# ------------------------------------------------------------------------------ gilded material
+@pytest.fixture(scope="module")
+def gilded_scene(tmp_path_factory) -> Path:
+    config = SynthConfig(
+        views=4, test_views=N_TEST, resolution=RESOLUTION, spp=16, relight=False,
+        material="gilded", bsdf="iron",
+    )  # fmt: skip
+    return synthesize(config, tmp_path_factory.mktemp("gilded") / "spot", progress=False)
+
+
+def test_gilded_material_is_the_model_with_gold_f0(gilded_scene: Path) -> None:
+    """Mitsuba's pixels of the gilt bronze = the model's Lambert + GGX (F = F0, coloured) from
+    the ground-truth maps; gold's colour is in F0 (a grey F0 would miss the pixels), and the
+    diffuse albedo is near black."""
+    from ironrender.rendering.brdf import GGXMaterial, shade_point_light
+
+    light = json.loads((gilded_scene / "gt" / "light.json").read_text())
+    base = read_image(gilded_scene / "gt" / "diffuse_albedo.exr")
+    alpha = read_image(gilded_scene / "gt" / "roughness.exr")[..., :1]
+    f0 = read_image(gilded_scene / "gt" / "specular_albedo.exr")
+    assert base.max() < 0.06 and light["bsdf"]["material"] == "gilded"
+    gold = f0[alpha[..., 0] < 0.35]  # the gilding (the patina's alpha is 0.5)
+    assert (gold[:, 0] > gold[:, 1]).all() and (gold[:, 1] > gold[:, 2]).all()
+    errors: dict[str, list] = {"rgb": [], "grey": []}
+    for i, cameras, hits, normal, uv, measured in _surface_samples(gilded_scene, "test"):
+        eye = cameras.centers[i].double()
+        view = torch.nn.functional.normalize(eye - torch.from_numpy(hits), dim=-1)
+        keep = (torch.from_numpy(normal) * view).sum(-1).numpy() > 0.3
+        specular = _bilinear(f0, uv[keep])
+        for name, spec in (("rgb", specular), ("grey", specular.mean(-1, keepdims=True))):
+            material = GGXMaterial(
+                torch.from_numpy(_bilinear(base, uv[keep])),
+                torch.from_numpy(spec),
+                torch.from_numpy(_bilinear(alpha, uv[keep])),
+            )
+            predicted = shade_point_light(
+                material, torch.from_numpy(normal[keep]), torch.from_numpy(hits[keep]),
+                eye.expand(int(keep.sum()), 3), view[keep], light["intensity"], "lambert",
+            ).radiance.numpy()  # fmt: skip
+            errors[name].append(np.abs(measured[keep] - predicted) / predicted)
+    rgb, grey = (np.median(np.concatenate(errors[k])) for k in ("rgb", "grey"))
+    print(f"median relative error: gold F0 {rgb:.4f}, grey F0 {grey:.4f}")
+    assert rgb < 0.01
+    assert grey > 10 * rgb
+
+
+def test_gilded_needs_the_iron_bsdf(tmp_path: Path) -> None:
+    with pytest.raises(IronError, match="iron BSDF"):
+        synthesize(SynthConfig(material="gilded"), tmp_path / "x", progress=False)
+    with pytest.raises(IronError, match="patina"):
+        synthesize(SynthConfig(material="gilded", bsdf="iron", patina=1.0), tmp_path / "y")

@@ -38,7 +38,7 @@ examples:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ironrender.data.synth import BSDFS, ROOMS, SUPPORT_HALF_SIZE, SynthConfig
+    from ironrender.data.synth import BSDFS, MATERIALS, ROOMS, SUPPORT_HALF_SIZE, SynthConfig
     from ironrender.data.tone_curve import TONE_CURVES
 
     defaults = SynthConfig()
@@ -102,9 +102,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--bsdf",
         choices=BSDFS,
-        default=defaults.bsdf,
         help="principled: Mitsuba's Disney-style material, which the model only approximates"
-        " (default); iron: exactly the model stage 2 fits (Lambert + GGX), to isolate its error",
+        " (default); iron: exactly the model stage 2 fits (Lambert + GGX), to isolate its error"
+        " (the default, and the only choice, for --material gilded)",
+    )
+    parser.add_argument(
+        "--material",
+        choices=MATERIALS,
+        default=defaults.material,
+        help="texture: the texture as a dielectric's base colour (default); gilded: a gilt bronze"
+        " statuette (gold's coloured highlights, near-black diffuse albedo, rough dark patina on"
+        " the texture's darkest --patina fraction), the kind of object that fogs stage 1",
+    )
+    parser.add_argument(
+        "--patina",
+        type=float,
+        default=defaults.patina,
+        help="with --material gilded: the fraction of the surface under patina (default"
+        " %(default)s; 0: all gold)",
     )
     parser.add_argument(
         "--room",
@@ -222,7 +237,9 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         exposure=args.exposure,
         specular=args.specular,
-        bsdf=args.bsdf,
+        bsdf=args.bsdf or ("iron" if args.material == "gilded" else defaults.bsdf),
+        material=args.material,
+        patina=args.patina,
         room=args.room,
         support_plane=args.support_plane,
         support_albedo=args.support_albedo,

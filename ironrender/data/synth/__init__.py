@@ -45,7 +45,7 @@ from ironrender.data.synth.assets import (
     write_mtl,
     write_obj,
 )
-from ironrender.data.synth.config import BSDFS, ROOMS, WORLD_UP, SynthConfig
+from ironrender.data.synth.config import BSDFS, MATERIALS, ROOMS, WORLD_UP, SynthConfig
 from ironrender.data.synth.nuisances import (
     SUPPORT_HALF_SIZE,
     check_nuisances_cannot_occlude,
@@ -71,6 +71,7 @@ from ironrender.data.synth.synthesis import synthesize
 __all__ = [
     "ASSET_DIR",
     "BSDFS",
+    "MATERIALS",
     "DEFAULT_MESH",
     "DEFAULT_TEXTURE",
     "ROOMS",

@@ -5,8 +5,9 @@
   lies inside the unit sphere). ``x_normalized = scale * (x_source - center)``.
 * **Material maps** over the mesh UVs: the base colour is the texture (linear), the perceptual
   roughness a given map, else one derived from the texture (:func:`procedural_roughness`), and
-  one ``specular`` level s for the whole object (F0 = 0.08 s; s = 0.5 gives F0 = 0.04). How
-  Mitsuba renders them: :mod:`ironrender.data.synth.render`.
+  one ``specular`` level s for the whole object (F0 = 0.08 s; s = 0.5 gives F0 = 0.04); or a
+  gilt bronze (:func:`gilded_materials`): gold's coloured F0, a dark diffuse albedo and a
+  textured patina. How Mitsuba renders them: :mod:`ironrender.data.synth.render`.
 
 The ground truth ``gt/`` holds the normalized mesh (:func:`write_obj`) and these maps
 (:func:`write_materials`).
@@ -74,10 +75,20 @@ class Materials:
     base_color: np.ndarray  # (H, W, 3) linear
     perceptual_roughness: np.ndarray  # (H, W) in [0, 1]
     specular: float
+    f0_map: np.ndarray | None = None  # (H, W, 3) coloured F0 (a metal); None: f0 everywhere
 
     @property
     def f0(self) -> float:
+        """The dielectric F0 of principled's ``specular`` level (when there is no ``f0_map``)."""
         return F0_PER_SPECULAR * self.specular
+
+    @property
+    def specular_albedo(self) -> np.ndarray:
+        """F0 per texel and channel (H, W, 3): the map, else the constant ``f0``."""
+        if self.f0_map is not None:
+            return self.f0_map.astype(np.float32)
+        shape = (*self.perceptual_roughness.shape, 3)
+        return np.full(shape, self.f0, dtype=np.float32)
 
     @property
     def alpha(self) -> np.ndarray:
@@ -169,6 +180,51 @@ def procedural_roughness(base_color: np.ndarray, low: float, high: float) -> np.
     return (low + (high - low) * mix).astype(np.float32)
 
 
+# Gilt bronze (:func:`gilded_materials`). Gold's reflectance at normal incidence in linear sRGB
+# (Real-Time Rendering, 4th ed., Table 9.2); a dark bronze patina (diffuse, F0 of a dielectric).
+GOLD_F0 = (1.00, 0.71, 0.29)
+GOLD_DIFFUSE = (0.02, 0.015, 0.01)
+PATINA_DIFFUSE = (0.05, 0.045, 0.03)
+PATINA_F0 = 0.04
+GOLD_ALPHA = (0.1, 0.3)  # GGX alpha range of the gilding, from the texture's luminance
+PATINA_ALPHA = 0.5
+PATINA_EDGE = 0.05  # the patina's edge: soft over this span of texture luminance
+
+
+def gilded_materials(texture: np.ndarray, patina: float) -> Materials:
+    """A gilt-bronze statuette's materials over the texture's UVs (a rendering target that
+    reproduces what fogs stage 1 on a real one: coloured highlights, a diffuse albedo near the
+    black cloth's, rough dark patina in the recesses).
+
+    The darkest ``patina`` fraction of the texture (by luminance, edge softened) becomes patina:
+    ``m`` in [0, 1] blends, per texel,
+
+        rho_d = (1 - m) GOLD_DIFFUSE + m PATINA_DIFFUSE,    F0 = (1 - m) GOLD_F0 + m PATINA_F0,
+        alpha = (1 - m) lerp(GOLD_ALPHA, L) + m PATINA_ALPHA,
+
+    ``L`` the normalized luminance (so the gold's roughness varies with the texture). Rendered
+    with the ``iron`` BSDF (exactly the model's Lambert + GGX with F = F0).
+    """
+    from skimage.filters import gaussian  # lazy: ~0.5 s, on `iron --help`'s path
+
+    luminance = np.clip(texture, 0.0, 1.0) @ np.asarray(LUMINANCE_WEIGHTS)
+    span = luminance.max() - luminance.min()
+    lum = (luminance - luminance.min()) / span if span > 0 else np.zeros_like(luminance)
+    threshold = np.quantile(lum, patina) if patina > 0 else -np.inf
+    m = np.clip((threshold - lum) / PATINA_EDGE + 0.5, 0.0, 1.0)[..., None]
+    m = gaussian(m, sigma=ROUGHNESS_BLUR_SIGMA, channel_axis=-1) if patina > 0 else 0 * m
+    diffuse = (1 - m) * np.asarray(GOLD_DIFFUSE) + m * np.asarray(PATINA_DIFFUSE)
+    f0 = (1 - m) * np.asarray(GOLD_F0) + m * PATINA_F0
+    low, high = GOLD_ALPHA
+    alpha = (1 - m[..., 0]) * (low + (high - low) * lum) + m[..., 0] * PATINA_ALPHA
+    return Materials(
+        diffuse.astype(np.float32),
+        np.sqrt(alpha).astype(np.float32),
+        specular=PATINA_F0 / F0_PER_SPECULAR,
+        f0_map=f0.astype(np.float32),
+    )
+
+
 # --------------------------------------------------------------------------------- writing
 def write_obj(path: Path, mesh: TexturedMesh, material_file: str | None = None) -> None:
     """Wavefront OBJ with ``v``, ``vt``, ``vn`` sharing one index per vertex."""
@@ -187,8 +243,7 @@ def write_mtl(path: Path, texture_file: str) -> None:
 def write_materials(gt: Path, materials: Materials) -> None:
     write_image(gt / "diffuse_albedo.exr", materials.base_color)
     write_image(gt / "diffuse_albedo.png", materials.base_color)  # gamma 2.2, like photos
-    constant = np.full(materials.perceptual_roughness.shape, materials.f0, dtype=np.float32)
-    write_image(gt / "specular_albedo.exr", constant)
+    write_image(gt / "specular_albedo.exr", materials.specular_albedo)
     write_image(gt / "roughness.exr", materials.alpha)
     write_data_png(gt / "roughness.png", materials.alpha)  # raw data, no gamma
     write_image(gt / "perceptual_roughness.exr", materials.perceptual_roughness)

@@ -18,6 +18,10 @@ Bsdf = Literal["principled", "iron"]
 """``SynthConfig.bsdf``: Mitsuba's principled, or exactly stage 2's model (see the field)."""
 BSDFS = get_args(Bsdf)
 
+Material = Literal["texture", "gilded"]
+"""``SynthConfig.material``: the texture as a dielectric's base colour, or a gilt bronze."""
+MATERIALS = get_args(Material)
+
 Room = Literal["none", "dim"]
 """``SynthConfig.room``: black background, or a dim box room lit only by the flash."""
 ROOMS = get_args(Room)
@@ -29,9 +33,7 @@ class SynthConfig:
 
     mesh: str | None = option(None, "an OBJ/PLY/GLB with UVs; None: the built-in spot cow")
     texture: str | None = option(None, "base colour image over the UVs; None: spot's texture")
-    roughness_map: str | None = option(
-        None, "perceptual roughness in [0, 1]; None: procedural"
-    )
+    roughness_map: str | None = option(None, "perceptual roughness in [0, 1]; None: procedural")
     views: int = option(64, "training views")
     test_views: int = option(16, "held-out test views")
     resolution: int = option(128, "width and height of every view, pixels")
@@ -53,15 +55,20 @@ class SynthConfig:
     )
     exposure_percentile: float = option(99.9, "automatic E: this percentile of object pixels ...")
     exposure_target: float = option(0.9, "... is mapped to this value")
-    relight_exposure: float | None = option(
-        None, "scale of the environment map; None: automatic"
-    )
+    relight_exposure: float | None = option(None, "scale of the environment map; None: automatic")
     specular: float = option(0.5, "principled `specular`; F0 = 0.08 * specular")
     bsdf: Bsdf = option(
         "principled",
         "principled (Disney diffuse, which the model only approximates) or iron (exactly"
         " stage 2's model, Lambert + GGX with F = F0: isolates model mismatch)",
     )
+    material: Material = option(
+        "texture",
+        "texture: the texture is the base colour of a dielectric (principled or iron); gilded: a"
+        " gilt bronze (gold's coloured F0, near-black diffuse, rough dark patina in the texture's"
+        " darkest places), rendered with the iron BSDF",
+    )
+    patina: float = option(0.3, "gilded: the fraction of the surface under patina (0: all gold)")
     roughness_range: tuple[float, float] = option(
         (0.3, 0.8), "perceptual roughness range, procedural map only"
     )
@@ -73,9 +80,7 @@ class SynthConfig:
     room: Room = option(
         "none", "none (black) or dim: textured walls lit only by the flash, dim but not black"
     )
-    support_plane: bool = option(
-        False, "a textured table top touching the object's lowest point"
-    )
+    support_plane: bool = option(False, "a textured table top touching the object's lowest point")
     support_albedo: float = option(0.35, "its mean diffuse albedo (0.04: a black cloth)")
     # With a support plane, cameras lie at least this high (degrees above the horizontal plane
     # through the origin, so higher still over the plane itself, which lies below the origin).

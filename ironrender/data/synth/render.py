@@ -82,7 +82,11 @@ def _bsdf(mi, materials: Materials, kind: str = "principled") -> dict:
                     "distribution": "ggx",
                     "alpha": bitmap(materials.alpha[..., None].astype(np.float32)),
                     "material": "none",
-                    "specular_reflectance": {"type": "rgb", "value": [2 * materials.f0] * 3},
+                    "specular_reflectance": (
+                        bitmap(2 * materials.f0_map)
+                        if materials.f0_map is not None
+                        else {"type": "rgb", "value": [2 * materials.f0] * 3}
+                    ),
                 },
             },
         }

@@ -31,6 +31,7 @@ from ironrender.data.synth.assets import (
     DEFAULT_MESH,
     DEFAULT_TEXTURE,
     Materials,
+    gilded_materials,
     load_roughness_map,
     load_texture,
     load_textured_mesh,
@@ -87,11 +88,14 @@ def synthesize(
     texture_path = Path(config.texture) if config.texture else DEFAULT_TEXTURE
     mesh, normalization = normalize_mesh(load_textured_mesh(mesh_path), config.bounding_radius)
     base_color = load_texture(texture_path)
-    if config.roughness_map:
-        roughness = load_roughness_map(config.roughness_map)
+    if config.material == "gilded":
+        materials = gilded_materials(base_color, config.patina)
     else:
-        roughness = procedural_roughness(base_color, *config.roughness_range)
-    materials = Materials(base_color, roughness, config.specular)
+        if config.roughness_map:
+            roughness = load_roughness_map(config.roughness_map)
+        else:
+            roughness = procedural_roughness(base_color, *config.roughness_range)
+        materials = Materials(base_color, roughness, config.specular)
 
     _prepare_output(out, overwrite)
     gt = out / "gt"
@@ -221,8 +225,9 @@ def synthesize(
                 else "blendbsdf 0.5: diffuse(2 base) + roughconductor(ggx, material none, 2 F0)"
             ),
             "texture": str(texture_path),
+            "material": config.material,
             "specular": config.specular,
-            "f0": materials.f0,
+            "f0": materials.f0 if materials.f0_map is None else "map (specular_albedo.exr)",
             "maps": {
                 "diffuse_albedo": "base colour, linear (.exr); .png gamma 2.2",
                 "specular_albedo": "F0 = 0.08 * specular (Fresnel at a co-located light)",
@@ -294,6 +299,13 @@ def _validate(config: SynthConfig) -> None:
         raise IronError("exposure must be positive")
     if not 0 <= config.specular <= 1:
         raise IronError("specular must lie in [0, 1]")
+    if config.material == "gilded" and config.bsdf != "iron":
+        raise IronError(
+            "a gilded material is rendered with the iron BSDF (--bsdf iron): principled has no"
+            " coloured F0 for a dielectric, and metallic 1 has no diffuse patina"
+        )
+    if not 0 <= config.patina < 1:
+        raise IronError("patina must lie in [0, 1): the fraction of the surface under patina")
     low, high = config.roughness_range
     if not 0 <= low <= high <= 1:
         raise IronError("roughness_range must satisfy 0 <= low <= high <= 1")
