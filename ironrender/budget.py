@@ -75,9 +75,7 @@ class BudgetConfig:
         0.0, "> 0: fit the whole run (training, export, evaluation) to this time"
     )
     pixels_per_cell: float = option(1.35, "the finest SDF cell's width in pixels at the object")
-    max_grid_resolution: int = option(
-        192, "the finest SDF grid's cap (dense grids grow as R^3)"
-    )
+    max_grid_resolution: int = option(192, "the finest SDF grid's cap (dense grids grow as R^3)")
     stage1_share: float = option(0.5, "stage 1's share of the training time, with --minutes")
     # What the rule found (written when it is applied; config.json then says why):
     footprint: float = option(

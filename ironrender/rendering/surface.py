@@ -32,17 +32,11 @@ from ironrender.fields.base import SDFField
 class SphereTraceConfig:
     """Sphere tracing and fallback parameters (defaults: IRON's ``RayTracer``)."""
 
-    max_iterations: int = option(
-        16, "sphere-tracing steps (step = SDF value, no relaxation)"
-    )
+    max_iterations: int = option(16, "sphere-tracing steps (step = SDF value, no relaxation)")
     threshold: float = option(5e-5, "converged when |s| <= threshold")
     fallback_samples: int = option(128, "uniform samples for rays that did not converge")
-    bisection_tolerance: float = option(
-        1e-4, "bisect until the bracket is shorter (2 x threshold)"
-    )
-    bounding_radius: float = option(
-        1.0, "the object lies inside the sphere |x| < bounding_radius"
-    )
+    bisection_tolerance: float = option(1e-4, "bisect until the bracket is shorter (2 x threshold)")
+    bounding_radius: float = option(1.0, "the object lies inside the sphere |x| < bounding_radius")
     chunk_size: int = option(200_000, "points per SDF evaluation in the fallback")
     min_cos: float = option(1e-4, "lower clamp of g . v in the interior reparameterisation")
 

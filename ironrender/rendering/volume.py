@@ -144,10 +144,7 @@ def border_level(images: Tensor) -> float:
     inner = torch.ones(height, width, dtype=torch.bool, device=images.device)
     inner[dy : height - dy, dx : width - dx] = False
     per_view = torch.stack(  # view by view: a batch of borders would copy a third of the capture
-        [
-            encode(linear_images(image)[inner], "gamma2.2").mean(-1).median()
-            for image in images
-        ]
+        [encode(linear_images(image)[inner], "gamma2.2").mean(-1).median() for image in images]
     )
     return float(per_view.median())
 

@@ -297,4 +297,3 @@ def model_state(checkpoint: dict, model: Stage2Model) -> dict[str, Tensor]:
         own = model.state_dict()
         weights |= {k: v for k, v in own.items() if k.startswith("background.")}
     return weights
-
