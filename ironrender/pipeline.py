@@ -56,6 +56,7 @@ from ironrender.run_folder import (
 from ironrender.storage import atomic_write_text
 from ironrender.training.stage1 import train_stage1
 from ironrender.training.stage2 import train_stage2
+from ironrender.training.surface_check import ADVICE, read_surface_check
 from ironrender.training.time_budget import read_plan
 
 __all__ = [
@@ -137,7 +138,6 @@ class Run:
         later = {"export", "eval"} & set(self.steps)
         reserve = 0.0
         if later:
-
             export = config.export
             max_size = EvalConfig().max_size
             reserve = reserve_seconds(
@@ -417,6 +417,9 @@ def format_summary(summary: RunSummary) -> str:
     for key in SUMMARY_METRICS:
         if key in summary.metrics:
             lines.append(f"  {key:<16} {summary.metrics[key]:.4g}")
+    surface = read_surface_check(summary.run_dir / STAGE1_DIR)
+    if surface is not None and not surface.formed:
+        lines += [f"  {surface.line()}", f"WARNING: {ADVICE}"]
     if summary.report:
         lines.append(f"report: {summary.report}")
     export = summary.run_dir / EXPORT_DIR

@@ -21,6 +21,7 @@ from ironrender.training.stage1 import (
     load_stage1,
     train_stage1,
 )
+from ironrender.training.surface_check import read_surface_check
 
 CENTER = torch.tensor([0.1, 0.05, -0.05])
 RADIUS = 0.35
@@ -102,6 +103,8 @@ def test_training_recovers_the_sphere(scene, tmp_path):
     assert np.median(distance) < 0.02 and distance.mean() < 0.04, distance.mean()
     assert mesh.volume == pytest.approx(4 / 3 * math.pi * RADIUS**3, rel=0.15)
     assert list((tmp_path / "run" / "stage1" / "previews").glob("*.png"))
+    check = read_surface_check(tmp_path / "run" / "stage1")  # the fog alarm stays quiet
+    assert check.formed and check.opaque_rays > 0.9, check.line()
     model = load_stage1(tmp_path / "run")
     with torch.no_grad():
         on_surface = model.sdf.sdf(CENTER[None] + torch.tensor([[RADIUS, 0.0, 0.0]]))
@@ -137,6 +140,7 @@ def test_schedules_follow_warmup_cosine_and_anneal():
         active_levels,
         cos_anneal_ratio,
         learning_rate_factor,
+        sharpness_floor,
     )
 
     assert learning_rate_factor(0, 10, 110, 0.05) == pytest.approx(0.1)
@@ -145,6 +149,12 @@ def test_schedules_follow_warmup_cosine_and_anneal():
     assert learning_rate_factor(110, 10, 110, 0.05) == pytest.approx(0.05)
     assert cos_anneal_ratio(25, 100) == 0.25 and cos_anneal_ratio(500, 100) == 1.0
     assert active_levels(0, 4, 8, 100) == 4 and active_levels(100, 4, 8, 100) == 8
+    # the sharpness floor: none during the anneal, then 20 -> 200 geometrically by the last step
+    assert sharpness_floor(99, 100, 301, 20.0, 200.0) == 0.0
+    assert sharpness_floor(100, 100, 301, 20.0, 200.0) == pytest.approx(20.0)
+    assert sharpness_floor(200, 100, 301, 20.0, 200.0) == pytest.approx(math.sqrt(20.0 * 200.0))
+    assert sharpness_floor(300, 100, 301, 20.0, 200.0) == pytest.approx(200.0)
+    assert sharpness_floor(300, 100, 301, 20.0, 0.0) == 0.0  # off
 
 
 def test_pixel_sampler_finds_the_foreground_chunk_by_chunk(monkeypatch):

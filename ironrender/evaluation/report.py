@@ -23,7 +23,9 @@ from pathlib import Path
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from ironrender.run_folder import STAGE1_DIR
 from ironrender.storage import atomic_write_text
+from ironrender.training.surface_check import ADVICE, read_surface_check
 
 MAX_VIEWS = 8
 CURVE_WIDTH, CURVE_HEIGHT = 360, 160
@@ -123,6 +125,11 @@ def build_report(run_dir: str | Path, title: str | None = None) -> Path:
     run_dir = Path(run_dir)
     eval_dir = run_dir / "eval"
     sections: list[str] = []
+    surface = read_surface_check(run_dir / STAGE1_DIR)
+    if surface is not None and not surface.formed:
+        sections.append(
+            f"<div class=alarm><b>{html.escape(surface.line())}</b><br>{html.escape(ADVICE)}</div>"
+        )
 
     metrics_path = eval_dir / "metrics.json"
     metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
@@ -197,6 +204,7 @@ th, td {{ border: 1px solid #ccc; padding: 3px 8px; text-align: right; }}
 table.metrics th {{ text-align: left; background: #eee; }}
 svg.curve {{ background: #fff; border: 1px solid #ddd; }}
 dl.notes {{ font-size: 0.85em; color: #444; max-width: 60em; }}
+div.alarm {{ background: #fde2e1; border: 2px solid #c0392b; padding: 0.8em; max-width: 60em; }}
 dl.notes dt {{ font-weight: bold; margin-top: 0.4em; }} dl.notes dd {{ margin-left: 1.5em; }}
 </style></head><body>
 <h1>{html.escape(title)}</h1>

@@ -236,6 +236,16 @@ class NeuSVariance(nn.Module):
         super().__init__()
         self.scale = scale
         self.variance = nn.Parameter(torch.tensor(float(init)))
+        # A lower bound on inv_s set by the training schedule (training.schedules.sharpness_floor;
+        # 0: none), saved with the weights so that a loaded model renders as it was trained.
+        self.register_buffer("floor", torch.tensor(0.0))
+        self.register_load_state_dict_pre_hook(_default_floor)
 
     def inv_s(self) -> Tensor:
-        return torch.exp(self.variance * self.scale)
+        """``max(exp(scale v), floor)``: where the floor holds, ``v`` gets no gradient."""
+        return torch.exp(self.variance * self.scale).clamp(min=self.floor)
+
+
+def _default_floor(module, state_dict, prefix, *args) -> None:
+    """Checkpoints written before the floor existed load with none."""
+    state_dict.setdefault(prefix + "floor", torch.zeros_like(module.floor))

@@ -3,7 +3,9 @@
 * learning rate: linear warm-up, then cosine decay to ``alpha`` times the base rate (NeuS/IRON's
   ``learning_rate_alpha``);
 * NeuS cos-annealing ratio: linear ramp from 0 to 1 over ``anneal_end`` steps;
-* coarse-to-fine grid levels: start with a few coarse levels and unlock the finer ones linearly.
+* coarse-to-fine grid levels: start with a few coarse levels and unlock the finer ones linearly;
+* the sharpness floor: a lower bound on NeuS's ``inv_s`` that rises after the anneal (off by
+  default in IRON's schedule; see :func:`sharpness_floor`).
 """
 
 from __future__ import annotations
@@ -36,3 +38,22 @@ def active_levels(step: int, initial: int, total: int, ramp_steps: int) -> int:
     if ramp_steps <= 0 or initial >= total:
         return total
     return min(total, initial + int((total - initial) * step / ramp_steps))
+
+
+def sharpness_floor(
+    step: int, anneal_end: int, total_steps: int, start: float, end: float
+) -> float:
+    """Lower bound on NeuS's ``inv_s`` at ``step``: 0 (none) until ``anneal_end``, then rising
+    geometrically from ``start`` to ``end`` at the last step, ``start (end/start)^p`` with ``p``
+    the fraction of the post-anneal steps done; ``end <= 0`` turns it off.
+
+    Why: a field can fit shiny or dark objects with semi-transparent fog, and then nothing in
+    the photometric loss pulls the learnt ``inv_s`` up (BENCHMARKS.md, "Stage 1 on shiny
+    objects"). The floor makes the density a surface by the end of stage 1 whatever the
+    photographs allow; where the learnt ``inv_s`` is already above it (every run that forms a
+    surface on its own), it changes nothing.
+    """
+    if end <= 0 or step < anneal_end:
+        return 0.0
+    progress = min((step - anneal_end) / max(total_steps - 1 - anneal_end, 1), 1.0)
+    return start * (end / start) ** progress

@@ -37,7 +37,7 @@ from torch import Tensor, nn
 
 from ironrender.config import from_dict, to_dict
 from ironrender.data.cameras import Cameras
-from ironrender.data.dataset import Split, load_split
+from ironrender.data.dataset import load_split
 from ironrender.data.images import LINEAR_OF_8BIT
 from ironrender.data.tone_curve import target_to_loss_domain, target_to_loss_domain_
 from ironrender.errors import IronError
@@ -47,10 +47,10 @@ from ironrender.interrupts import StopRequests
 from ironrender.rendering.samplers import SDFGridCache
 from ironrender.rendering.volume import Background, choose_background, render_rays
 from ironrender.run_folder import STAGE1_DIR, STAGE1_MESH, stage_checkpoint
+from ironrender.training import schedules
 from ironrender.training.checkpoint import load_checkpoint, save_checkpoint
 from ironrender.training.pixel_batches import PixelSampler, PixelTargets, pixel_rays
 from ironrender.training.runlog import RunLog, psnr
-from ironrender.training.schedules import active_levels, cos_anneal_ratio, learning_rate_factor
 from ironrender.training.stage1_config import (
     LOSS_DOMAINS,
     PRESETS,
@@ -62,6 +62,7 @@ from ironrender.training.stage1_config import (
     stage1_preset,
 )
 from ironrender.training.stage1_outputs import write_mesh, write_previews
+from ironrender.training.surface_check import check_and_save
 from ironrender.training.time_budget import (
     MIN_STAGE1_STEPS,
     StagePlan,
@@ -235,7 +236,7 @@ def train_stage1(
                     print(f"stage 1: stopped at step {state.step}; checkpoint saved")
                     stop.stop_now()
                 if log.preview_every and state.step % log.preview_every == 0 and state.step < end:
-                    _previews(state, config, split, targets, stage_dir)
+                    write_previews(state, config, split, targets, stage_dir)
                 if log.mesh_every and state.step % log.mesh_every == 0 and state.step < end:
                     write_mesh(state.model.sdf, mesh_file, log.mesh_resolution, device)
     finally:
@@ -246,8 +247,10 @@ def train_stage1(
 
     mesh_path = None
     if state.step >= train.steps:
-        _previews(state, config, split, targets, stage_dir)
+        write_previews(state, config, split, targets, stage_dir)
         mesh_path = write_mesh(state.model.sdf, mesh_file, log.mesh_resolution, device)
+        check_and_save(state.model, state.cache, config.volume, split.cameras, sampler, stage_dir,
+                       log.progress)  # fmt: skip
     return Stage1Result(
         Path(run_dir),
         checkpoint_path,
@@ -335,15 +338,19 @@ def _schedule_of(config: Stage1Config, saved: dict) -> Stage1Config:
 def _apply_schedules(state: _State, config: Stage1Config) -> float:
     """Set the learning rates and grid levels for ``state.step``; returns the anneal ratio."""
     train = config.train
-    factor = learning_rate_factor(state.step, train.warmup_steps, train.steps, train.lr_alpha)
+    factor = schedules.learning_rate_factor(
+        state.step, train.warmup_steps, train.steps, train.lr_alpha
+    )
     for group in state.optimizer.param_groups:
         group["lr"] = group["base_lr"] * factor
     if config.sdf.use_grid:
-        levels = active_levels(
+        levels = schedules.active_levels(
             state.step, train.grid_initial_levels, config.sdf.grid.levels, train.grid_ramp_steps
         )
         state.model.sdf.set_active_levels(levels)
-    return cos_anneal_ratio(state.step, train.anneal_end)
+    floor = (train.anneal_end, train.steps, train.min_inv_s_start, train.min_inv_s)
+    state.model.variance.floor.fill_(schedules.sharpness_floor(state.step, *floor))
+    return schedules.cos_anneal_ratio(state.step, train.anneal_end)
 
 
 def _train_step(
@@ -441,10 +448,3 @@ def load_stage1_run(
     model.load_state_dict(checkpoint["model"])
     model.sdf.set_active_levels(config.sdf.grid.levels)
     return model.eval(), config
-
-
-def _previews(
-    state: _State, config: Stage1Config, split: Split, targets: PixelTargets, stage_dir: Path
-) -> None:
-    gamma = lambda x: target_to_loss_domain(x, "gamma2.2")  # noqa: E731
-    write_previews(state.model, state.cache, state.step, config, split, targets, stage_dir, gamma)

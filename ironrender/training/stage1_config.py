@@ -35,6 +35,13 @@ class TrainConfig:
     lr_alpha: float = option(0.05, "cosine decay to this fraction of the rate")
     eikonal_weight: float = option(0.1, "weight of the eikonal loss (|grad S| - 1)^2")
     anneal_end: int = option(500, "steps of NeuS's cos annealing ramp")
+    min_inv_s: float = option(
+        0.0,
+        "> 0: after the anneal, hold inv_s at least at a floor rising geometrically from"
+        " min_inv_s_start to this at the last step (a surface where fog would fit the photos:"
+        " shiny, dark objects); 0: NeuS's learnt inv_s alone",
+    )
+    min_inv_s_start: float = option(20.0, "the sharpness floor's value right after the anneal")
     foreground_fraction: float = option(
         0.75, "share of rays drawn from pixels brighter than foreground_threshold"
     )
@@ -54,6 +61,11 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_choices(self)
+        if self.min_inv_s > 0 and not 0 < self.min_inv_s_start <= self.min_inv_s:
+            raise IronError(
+                f"stage1.train.min_inv_s_start must lie in (0, min_inv_s = {self.min_inv_s:g}],"
+                f" not {self.min_inv_s_start:g}"
+            )
 
 
 @dataclass
@@ -66,9 +78,7 @@ class LogConfig:
     checkpoint_every: int = option(250, "steps between two checkpoints")
     preview_every: int = option(1000, "steps between two preview renders; 0: only at the end")
     preview_scale: float = option(0.5, "previews render at this fraction of the image size ...")
-    preview_max_size: int = option(
-        320, "... and at most this many pixels on their longest side"
-    )
+    preview_max_size: int = option(320, "... and at most this many pixels on their longest side")
     preview_views: tuple[int, ...] = option((0,), "training views rendered as previews")
     mesh_resolution: int = option(192, "marching-cubes grid of stage 1's mesh, per axis")
     mesh_every: int = option(0, "steps between two intermediate meshes; 0: only the final mesh")

@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 
 from ironrender.data.dataset import Split
+from ironrender.data.tone_curve import target_to_loss_domain
 from ironrender.fields.level_set import extract_mesh
 from ironrender.fields.sdf import NeuralSDF
-from ironrender.rendering.samplers import SDFGridCache
 from ironrender.rendering.volume import render_image
 from ironrender.training.pixel_batches import PixelTargets
 from ironrender.training.runlog import normal_image, write_panels
@@ -21,20 +21,15 @@ PREVIEW_DIR = "previews"
 
 @torch.no_grad()
 def write_previews(
-    model,
-    cache: SDFGridCache | None,
-    step: int,
-    config: Stage1Config,
-    split: Split,
-    targets: PixelTargets,
-    stage_dir: Path,
-    to_gamma,
+    state, config: Stage1Config, split: Split, targets: PixelTargets, stage_dir: Path
 ) -> None:
     """``previews/step_XXXXXX_view_Y.png``: ground truth | rendering | normals.
 
-    ``model`` is the :class:`~ironrender.training.stage1.Stage1Model`; ``to_gamma`` encodes
-    linear values for display (used when the loss domain is linear).
+    ``state`` is stage 1's training state (``.model``, a
+    :class:`~ironrender.training.stage1.Stage1Model`, ``.cache`` and ``.step``); a linear loss
+    domain is gamma-encoded for display.
     """
+    model, cache, step = state.model, state.cache, state.step
     # At half the size of a 1 MP photo a preview renders 190k rays, the forward pass of ~500
     # training steps of 384 rays; 320 px keeps it to a few dozen.
     longest = int(split.cameras.sizes.max())
@@ -60,7 +55,7 @@ def write_previews(
         )[0].permute(1, 2, 0)
         rgb, gt = out.rgb, gt
         if config.train.loss_domain != "gamma":
-            rgb, gt = to_gamma(rgb), to_gamma(gt)
+            rgb, gt = (target_to_loss_domain(x, "gamma2.2") for x in (rgb, gt))
         name = f"step_{step:06d}_view_{view}.png"
         write_panels(
             stage_dir / PREVIEW_DIR / name, [gt, rgb, normal_image(out.normal, out.opacity)]

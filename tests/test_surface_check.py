@@ -1,0 +1,102 @@
+"""The fog alarm (ironrender.training.surface_check): its concentration measure against the
+logistic's closed form, and the alarm on a stage 1 that formed a surface and on one that did
+not, through the log, the run summary and report.html."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+import trimesh
+
+from ironrender.evaluation.report import build_report
+from ironrender.pipeline import RunSummary, format_summary
+from ironrender.rendering.volume import composite_weights, neus_alpha
+from ironrender.training.stage1 import train_stage1
+from ironrender.training.surface_check import (
+    BAND,
+    SURFACE_FILE,
+    judge,
+    read_surface_check,
+    weight_concentration,
+)
+from tests.test_stage1 import CENTER, RADIUS, scene, small_config  # noqa: F401  (the fixture)
+
+
+def _ray_weights(inv_s: float, samples: int = 1600) -> tuple[torch.Tensor, torch.Tensor]:
+    """NeuS weights along one ray crossing a plane head-on at depth 2 (S = 2 - t), long enough
+    on both sides for the logistic's tails (sigmoid(-2 s) < 5e-5)."""
+    t = torch.linspace(0.0, 4.0, samples + 1, dtype=torch.float64)
+    dists = t[1:] - t[:-1]
+    mid = (t[1:] + t[:-1]) / 2
+    sdf = 2.0 - mid
+    alpha = neus_alpha(sdf[None], -torch.ones(1, samples, dtype=torch.float64), dists[None], inv_s)
+    return composite_weights(alpha), mid[None]
+
+
+@pytest.mark.parametrize("inv_s", [5.0, 20.0, 50.0, 300.0])
+def test_concentration_is_the_logistic_mass_within_the_band(inv_s):
+    """Crossing a plane head-on, NeuS's weight is the logistic density of sharpness s in depth,
+    so the share within +-b of the median is sigmoid(s b) - sigmoid(-s b) = tanh(s b / 2)."""
+    weights, depths = _ray_weights(inv_s)
+    share, opacity = weight_concentration(weights, depths)
+    assert opacity.item() == pytest.approx(1.0, abs=1e-3)
+    # to within the sample spacing: the median is a section, not a point
+    assert share.item() == pytest.approx(math.tanh(inv_s * BAND / 2), abs=0.02)
+
+
+def test_fog_spreads_the_weight():
+    """A uniform fog (constant density along the ray) puts little weight near its median."""
+    samples = 400
+    depths = torch.linspace(0.0, 2.0, samples)[None]
+    alpha = torch.full((1, samples), 1 - math.exp(-2.0 * 2.0 / samples))  # optical depth 4
+    share, _ = weight_concentration(composite_weights(alpha), depths)
+    assert share.item() < 0.3
+
+
+def test_verdict_needs_both_sharpness_and_concentration():
+    assert judge(280.0, 0.97, 0.9).formed
+    assert not judge(13.7, 0.97, 0.9).formed  # the fogged gilt capture's inv_s
+    assert not judge(280.0, 0.3, 0.9).formed  # sharp, but weight spread over several layers
+    assert "NO SURFACE" in judge(13.7, 0.2, 0.9).line()
+
+
+def test_alarm_loud_on_fog(scene, tmp_path, capsys):  # noqa: F811
+    """A stage 1 stopped after a few steps (inv_s still at its start, the sphere's weight
+    smeared) is called fog in the log, the run summary and report.html. (The quiet case, a
+    trained sphere: tests/test_stage1.py::test_training_recovers_the_sphere.)"""
+    foggy = tmp_path / "foggy"
+    train_stage1(scene, foggy, small_config(steps=3), "cpu")
+    out = capsys.readouterr().out
+    check = read_surface_check(foggy / "stage1")
+    assert not check.formed and check.inv_s < 30
+    assert "NO SURFACE" in out and "WARNING: stage 1 did not form a surface" in out
+    assert json.loads((foggy / "stage1" / SURFACE_FILE).read_text())["formed"] is False
+    summary = format_summary(RunSummary(foggy, {"stage1": 1.0}, {}, None, 0.0))
+    assert "WARNING: stage 1 did not form a surface" in summary
+    assert "class=alarm" in build_report(foggy).read_text()
+
+
+def test_sharpness_floor_makes_the_surface_and_keeps_it_right(scene, tmp_path, capsys):  # noqa: F811
+    """With the floor (train.min_inv_s) the run ends at inv_s = the floor (the sphere alone
+    learns about 42 in 150 steps), the weight is concentrated at the surface, the alarm stays
+    quiet, and the mesh still lies on the true sphere (the floor sharpens, it does not move
+    the surface)."""
+    config = small_config(steps=150)
+    train = dataclasses.replace(config.train, min_inv_s=150.0)
+    config = dataclasses.replace(
+        config, train=train, log=dataclasses.replace(config.log, checkpoint_every=100)
+    )
+    result = train_stage1(scene, tmp_path / "floored", config, "cpu")
+    assert "WARNING" not in capsys.readouterr().out
+    check = read_surface_check(tmp_path / "floored" / "stage1")
+    assert check.formed and check.inv_s == pytest.approx(150.0, rel=1e-4), check.line()
+    assert check.concentration > math.tanh(150.0 * BAND / 2) - 0.1
+    assert "class=alarm" not in build_report(tmp_path / "floored").read_text()
+    mesh = trimesh.load(result.mesh)
+    distance = np.abs(np.linalg.norm(mesh.vertices - CENTER.numpy(), axis=-1) - RADIUS)
+    assert np.median(distance) < 0.02 and distance.mean() < 0.04, distance.mean()
