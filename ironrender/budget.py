@@ -55,6 +55,7 @@ from typing import Literal
 
 from ironrender.config import check_choices, option
 from ironrender.data.camera_file import split_cameras
+from ironrender.data.cameras import Cameras
 from ironrender.errors import IronError
 
 #: The capture the ``fast`` preset was tuned on: the default scene's footprint, in pixels.
@@ -113,14 +114,19 @@ class CaptureSize:
         return self.test_pixels * (max_size / self.test_longest) ** 2
 
 
+def footprint_pixels(cameras: Cameras) -> float:
+    """``D = median 2 f / d``: the unit sphere's diameter in pixels at its centre's depth."""
+    focal = cameras.intrinsics[:, 0, 0]
+    distance = cameras.centers.norm(dim=-1).clamp_min(1e-6)
+    return float((2.0 * focal / distance).median())
+
+
 def capture_size(data_dir: str | Path) -> CaptureSize:
     """The :class:`CaptureSize` of a dataset (train split; test split when there is one)."""
     cameras = split_cameras(Path(data_dir), "train")
     if cameras is None or len(cameras) == 0:
         raise IronError(f"{data_dir}: no training cameras to size the run from")
-    focal = cameras.intrinsics[:, 0, 0]
-    distance = cameras.centers.norm(dim=-1).clamp_min(1e-6)
-    footprint = float((2.0 * focal / distance).median())
+    footprint = footprint_pixels(cameras)
     test = split_cameras(Path(data_dir), "test")
     test_pixels = int(test.sizes.prod(-1).sum()) if test is not None else 0
     test_longest = int(test.sizes.max()) if test is not None and len(test) else 0

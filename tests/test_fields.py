@@ -141,6 +141,25 @@ def test_variance_starts_at_exp_3():
     assert NeuSVariance().inv_s().item() == pytest.approx(math.exp(3.0), rel=1e-6)
 
 
+def test_sharpness_floor_holds_inv_s_and_stops_its_gradient():
+    """Below the floor inv_s is the floor and the learnt v gets no gradient; above it the floor
+    changes nothing; a checkpoint written before the floor existed loads with none."""
+    variance = NeuSVariance()
+    variance.floor.fill_(100.0)
+    held = variance.inv_s()
+    held.backward()
+    assert held.item() == 100.0 and variance.variance.grad.item() == 0.0
+    variance.floor.fill_(5.0)
+    variance.variance.grad = None
+    free = variance.inv_s()
+    free.backward()
+    assert free.item() == pytest.approx(math.exp(3.0), rel=1e-6)
+    assert variance.variance.grad.item() == pytest.approx(10 * math.exp(3.0), rel=1e-5)
+    old = NeuSVariance()
+    old.load_state_dict({"variance": torch.tensor(0.5)})
+    assert old.floor.item() == 0.0 and old.inv_s().item() == pytest.approx(math.exp(5.0))
+
+
 def test_radiance_accepts_stage2_albedo_call():
     """Stage 2 calls the same class with view_dirs = -normal; the output is a colour in (0, 1)."""
     net = RadianceField(RadianceConfig(), feature_dim=4)

@@ -13,6 +13,7 @@ import pytest
 import torch
 import trimesh
 
+from ironrender.budget import footprint_pixels
 from ironrender.evaluation.report import build_report
 from ironrender.pipeline import RunSummary, format_summary
 from ironrender.rendering.volume import composite_weights, neus_alpha
@@ -22,9 +23,16 @@ from ironrender.training.surface_check import (
     SURFACE_FILE,
     judge,
     read_surface_check,
+    required_inv_s,
     weight_concentration,
 )
-from tests.test_stage1 import CENTER, RADIUS, scene, small_config  # noqa: F401  (the fixture)
+from tests.test_stage1 import (  # noqa: F401  (scene: the fixture)
+    CENTER,
+    RADIUS,
+    scene,
+    small_config,
+    sphere_cameras,
+)
 
 
 def _ray_weights(inv_s: float, samples: int = 1600) -> tuple[torch.Tensor, torch.Tensor]:
@@ -59,10 +67,21 @@ def test_fog_spreads_the_weight():
 
 
 def test_verdict_needs_both_sharpness_and_concentration():
-    assert judge(280.0, 0.97, 0.9).formed
-    assert not judge(13.7, 0.97, 0.9).formed  # the fogged gilt capture's inv_s
-    assert not judge(280.0, 0.3, 0.9).formed  # sharp, but weight spread over several layers
-    assert "NO SURFACE" in judge(13.7, 0.2, 0.9).line()
+    assert judge(280.0, 192.0, 0.97, 0.9).formed  # the skull
+    assert not judge(13.7, 192.0, 0.97, 0.9).formed  # the fogged gilt capture's inv_s
+    assert not judge(39.0, 96.0, 0.72, 0.9).formed  # gilding on black cloth: fuzzy normals
+    assert not judge(280.0, 192.0, 0.3, 0.9).formed  # sharp, but weight spread over layers
+    assert "NO SURFACE" in judge(13.7, 96.0, 0.2, 0.9).line()
+
+
+def test_required_sharpness_is_a_band_of_two_pixels_or_cells():
+    """s >= 2 min(D, R) / 2: the logistic's 96 % band 4 / s spans two pixels at the object
+    (D pixels across the unit sphere's diameter 2) or two cells of the finest grid."""
+    d = 2 * (16 / math.tan(math.radians(20))) / 2.5  # 32 px, 40 degrees, 2.5 units away
+    assert footprint_pixels(sphere_cameras()) == pytest.approx(d, rel=1e-4)
+    assert 4 / required_inv_s(d, None) == pytest.approx(2 * (2 / d))  # two pixels
+    assert 4 / required_inv_s(d, 16) == pytest.approx(2 * (2 / 16))  # two cells
+    assert required_inv_s(970.0, 192) == 192.0  # the skull: its grid is the limit
 
 
 def test_alarm_loud_on_fog(scene, tmp_path, capsys):  # noqa: F811
@@ -74,6 +93,7 @@ def test_alarm_loud_on_fog(scene, tmp_path, capsys):  # noqa: F811
     out = capsys.readouterr().out
     check = read_surface_check(foggy / "stage1")
     assert not check.formed and check.inv_s < 30
+    assert check.required_inv_s == pytest.approx(min(footprint_pixels(sphere_cameras()), 32))
     assert "NO SURFACE" in out and "WARNING: stage 1 did not form a surface" in out
     assert json.loads((foggy / "stage1" / SURFACE_FILE).read_text())["formed"] is False
     summary = format_summary(RunSummary(foggy, {"stage1": 1.0}, {}, None, 0.0))

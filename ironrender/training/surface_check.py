@@ -2,16 +2,20 @@
 
 NeuS turns a signed distance ``S`` into weights along a ray with the logistic density of
 sharpness ``s`` (``inv_s``, docs/architecture.md (A4)-(A6)): at a surface crossed head-on the
-weight is spread over a depth of about ``4 / s`` (the logistic's central 96 %: 0.015 of the unit
-sphere's radius at the ``s`` of 280 that a good run reaches). A field that fits shiny or dark
-objects with semi-transparent fog instead keeps ``s`` low and spreads each ray's weight over a
-long stretch of the ray, and stage 2, which sphere-traces the zero level set, then starts from a
-ball. Two measurements tell the cases apart:
+weight is spread over a depth of about ``4 / s`` (the logistic's central 96 %). A field that fits
+shiny or dark objects with semi-transparent fog instead keeps ``s`` low and spreads each ray's
+weight over a long stretch of the ray, and stage 2, which sphere-traces the zero level set, then
+starts from a ball. Two measurements tell the cases apart:
 
-* ``inv_s`` itself (what the variance learnt);
+* ``inv_s`` against what the capture can resolve: the surface counts as formed when its band
+  ``4 / s`` is at most ``CELLS`` (2) of the finer of a pixel at the object (``2 / D``, ``D`` the
+  unit sphere's diameter in pixels, :func:`ironrender.budget.footprint_pixels`) and a cell of
+  the SDF's finest grid (``2 / R``), that is ``s >= 2 min(D, R) / CELLS``. A fixed number would
+  not do: a 32-pixel test capture forms its surface at ``s`` about 40, the default scene
+  (``min(D, R)`` = 96) at 200-240, the skull (192) at about 280.
 * **concentration**: over rays through the object (opacity >= ``OPAQUE``), the share of each
   ray's weight within ``BAND`` of its weighted median depth, median over the rays. A surface
-  puts nearly all weight within the band; fog spreads it.
+  puts nearly all weight within the band; fog, or a sharp field with several layers, spreads it.
 
 The check runs on rays through the training photographs' foreground pixels (the pixel sampler's),
 drawn with a fixed seed so that it does not touch the training RNG. It is saved as
@@ -27,6 +31,7 @@ from pathlib import Path
 
 import torch
 
+from ironrender.budget import footprint_pixels
 from ironrender.data.cameras import Cameras
 from ironrender.rendering.volume import render_rays
 from ironrender.storage import atomic_write_text
@@ -37,11 +42,11 @@ CHECK_RAYS = 4096  # rays rendered for the check (a few training steps' worth of
 CHECK_SEED = 0
 OPAQUE = 0.5  # a ray "goes through the object" when its opacity is at least this
 BAND = 0.05  # half-width (scene units; the unit sphere has radius 1) of the surface band
-# Thresholds, measured (BENCHMARKS.md, "Stage 1 on shiny objects"): runs that form a surface
-# reach inv_s 220-280 (the tests' 32-pixel sphere 42 after 150 steps) with concentrations of
-# 0.73-1.0; fogged runs stayed at inv_s 14-27 (the real gilt capture 13.7) with 0.59-0.65. The
-# concentration threshold catches a sharp field whose weight is spread over several layers.
-MIN_INV_S = 35.0
+CELLS = 2.0  # the thickest surface band, in cells or pixels, that still counts as formed
+# Measured (BENCHMARKS.md, "Stage 1 on shiny objects", at min(D, R) = 96, so s >= 96): runs that
+# form a surface reach inv_s 206-242 with concentrations of 1.0; fogged runs stay at 14-27 (the
+# real gilt capture 13.7) with 0.59-0.65; gilding on black cloth alone reaches 39 and 0.72, its
+# normals a fuzzy blob and its Chamfer 2.1 %: not formed either.
 MIN_CONCENTRATION = 0.6
 
 ADVICE = (
@@ -57,6 +62,7 @@ class SurfaceCheck:
     """The measurements (module docstring) and their verdict."""
 
     inv_s: float
+    required_inv_s: float  # 2 min(D, R) / CELLS (module docstring)
     concentration: float  # median share of a ray's weight within BAND of its median depth
     opaque_rays: float  # share of the checked rays with opacity >= OPAQUE
     formed: bool
@@ -64,16 +70,24 @@ class SurfaceCheck:
     def line(self) -> str:
         verdict = "a surface formed" if self.formed else "NO SURFACE: the object is fog"
         return (
-            f"stage 1 surface check: {verdict} (inv_s {self.inv_s:.1f}, need >= {MIN_INV_S:g};"
+            f"stage 1 surface check: {verdict} (inv_s {self.inv_s:.1f}, need >="
+            f" {self.required_inv_s:.0f} for a band of {CELLS:g} cells or pixels;"
             f" weight within +-{BAND:g} of the surface {self.concentration:.0%}, need >="
             f" {MIN_CONCENTRATION:.0%}; {self.opaque_rays:.0%} of foreground rays opaque)"
         )
 
 
-def judge(inv_s: float, concentration: float, opaque_rays: float) -> SurfaceCheck:
-    """The verdict on measured values (thresholds in the module's constants)."""
-    formed = inv_s >= MIN_INV_S and concentration >= MIN_CONCENTRATION
-    return SurfaceCheck(inv_s, concentration, opaque_rays, formed)
+def required_inv_s(footprint: float, grid_resolution: int | None) -> float:
+    """``2 min(D, R) / CELLS``: the sharpness whose band ``4 / s`` spans ``CELLS`` pixels
+    (``D`` = ``footprint`` across the unit sphere) or finest grid cells (``R``; None: no grid)."""
+    finest = footprint if grid_resolution is None else min(footprint, grid_resolution)
+    return 2.0 * finest / CELLS
+
+
+def judge(inv_s: float, required: float, concentration: float, opaque_rays: float) -> SurfaceCheck:
+    """The verdict on measured values."""
+    formed = inv_s >= required and concentration >= MIN_CONCENTRATION
+    return SurfaceCheck(inv_s, required, concentration, opaque_rays, formed)
 
 
 def weight_concentration(weights: torch.Tensor, depths: torch.Tensor, band: float = BAND):
@@ -118,7 +132,9 @@ def check_surface(
     share, opacity = torch.cat(shares), torch.cat(opacities)
     opaque = opacity >= OPAQUE
     concentration = float(share[opaque].median()) if opaque.any() else 0.0
-    return judge(float(inv_s), concentration, float(opaque.float().mean()))
+    grid = model.sdf.grid.config.max_resolution if model.sdf.grid is not None else None
+    required = required_inv_s(footprint_pixels(cameras), grid)
+    return judge(float(inv_s), required, concentration, float(opaque.float().mean()))
 
 
 def save_surface_check(stage_dir: Path, check: SurfaceCheck) -> None:
