@@ -80,6 +80,7 @@ def small_config(steps: int):
             grid_initial_levels=2,
             grid_ramp_steps=100,
             proposal_cache_resolution=32,
+            min_inv_s=0.0,  # NeuS's own sharpness: the floor has its own test
         ),
         log=LogConfig(
             progress=False,
@@ -149,12 +150,17 @@ def test_schedules_follow_warmup_cosine_and_anneal():
     assert learning_rate_factor(110, 10, 110, 0.05) == pytest.approx(0.05)
     assert cos_anneal_ratio(25, 100) == 0.25 and cos_anneal_ratio(500, 100) == 1.0
     assert active_levels(0, 4, 8, 100) == 4 and active_levels(100, 4, 8, 100) == 8
-    # the sharpness floor: none during the anneal, then 20 -> 200 geometrically by the last step
+    # the sharpness floor: none before its first step, then 20 -> 200 geometrically to the last
     assert sharpness_floor(99, 100, 301, 20.0, 200.0) == 0.0
     assert sharpness_floor(100, 100, 301, 20.0, 200.0) == pytest.approx(20.0)
     assert sharpness_floor(200, 100, 301, 20.0, 200.0) == pytest.approx(math.sqrt(20.0 * 200.0))
     assert sharpness_floor(300, 100, 301, 20.0, 200.0) == pytest.approx(200.0)
     assert sharpness_floor(300, 100, 301, 20.0, 0.0) == 0.0  # off
+    train = fast_stage1_config().train
+    with pytest.raises(IronError, match="min_inv_s_from"):
+        dataclasses.replace(train, min_inv_s_from=1.5)
+    with pytest.raises(IronError, match="min_inv_s_start"):
+        dataclasses.replace(train, min_inv_s_start=500.0)
 
 
 def test_pixel_sampler_finds_the_foreground_chunk_by_chunk(monkeypatch):

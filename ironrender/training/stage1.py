@@ -348,8 +348,8 @@ def _apply_schedules(state: _State, config: Stage1Config) -> float:
             state.step, train.grid_initial_levels, config.sdf.grid.levels, train.grid_ramp_steps
         )
         state.model.sdf.set_active_levels(levels)
-    floor = (train.anneal_end, train.steps, train.min_inv_s_start, train.min_inv_s)
-    state.model.variance.floor.fill_(schedules.sharpness_floor(state.step, *floor))
+    floor = (round(train.min_inv_s_from * train.anneal_end), train.steps, train.min_inv_s_start)
+    state.model.variance.floor.fill_(schedules.sharpness_floor(state.step, *floor, train.min_inv_s))
     return schedules.cos_anneal_ratio(state.step, train.anneal_end)
 
 

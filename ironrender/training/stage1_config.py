@@ -36,12 +36,16 @@ class TrainConfig:
     eikonal_weight: float = option(0.1, "weight of the eikonal loss (|grad S| - 1)^2")
     anneal_end: int = option(500, "steps of NeuS's cos annealing ramp")
     min_inv_s: float = option(
-        0.0,
-        "> 0: after the anneal, hold inv_s at least at a floor rising geometrically from"
-        " min_inv_s_start to this at the last step (a surface where fog would fit the photos:"
-        " shiny, dark objects); 0: NeuS's learnt inv_s alone",
+        200.0,
+        "> 0: from min_inv_s_from of the anneal on, hold inv_s at least at a floor rising"
+        " geometrically from min_inv_s_start to this at the last step, so that shiny and dark"
+        " objects end as a surface, not fog (runs that form one learn more and never touch it);"
+        " 0: NeuS's learnt inv_s alone (IRON)",
     )
-    min_inv_s_start: float = option(20.0, "the sharpness floor's value right after the anneal")
+    min_inv_s_start: float = option(30.0, "the sharpness floor's value where it starts")
+    min_inv_s_from: float = option(
+        0.5, "where the floor starts, as a fraction of the anneal (1: at its end)"
+    )
     foreground_fraction: float = option(
         0.75, "share of rays drawn from pixels brighter than foreground_threshold"
     )
@@ -61,6 +65,10 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_choices(self)
+        if not 0 <= self.min_inv_s_from <= 1:
+            raise IronError(
+                f"stage1.train.min_inv_s_from must lie in [0, 1], not {self.min_inv_s_from:g}"
+            )
         if self.min_inv_s > 0 and not 0 < self.min_inv_s_start <= self.min_inv_s:
             raise IronError(
                 f"stage1.train.min_inv_s_start must lie in (0, min_inv_s = {self.min_inv_s:g}],"
@@ -127,6 +135,7 @@ def paper_stage1_config() -> Stage1Config:
             adam_eps=1e-8,
             warmup_steps=5000,
             anneal_end=50_000,
+            min_inv_s=0.0,
             foreground_fraction=0.0,
             proposal_cache_resolution=0,
         ),

@@ -51,8 +51,10 @@ MIN_CONCENTRATION = 0.6
 
 ADVICE = (
     "stage 1 did not form a surface (the object is fog, and stage 2, export and evaluation"
-    " start from it). Try: more stage-1 steps (--minutes, or --set stage1.train.steps=N),"
-    " photographs that cover the object from more sides, a backdrop lighter than the object,"
+    " start from it). Try: the sharpness floor if it is off or low (--set"
+    " stage1.train.min_inv_s=200, off in the paper preset), more stage-1 steps (--minutes, or"
+    " --set stage1.train.steps=N), photographs that cover the object from more sides, a"
+    " backdrop lighter than the object,"
     " and look at RUN/stage1/previews (the normals panel shows the shape stage 1 found)"
 )
 
@@ -144,7 +146,12 @@ def save_surface_check(stage_dir: Path, check: SurfaceCheck) -> None:
 def read_surface_check(stage_dir: Path) -> SurfaceCheck | None:
     """The saved check of a finished stage 1, or None (not finished, or from an older run)."""
     path = Path(stage_dir) / SURFACE_FILE
-    return SurfaceCheck(**json.loads(path.read_text())) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        return SurfaceCheck(**json.loads(path.read_text()))
+    except (TypeError, ValueError):  # another version's file: no verdict rather than a wrong one
+        return None
 
 
 def check_and_save(
