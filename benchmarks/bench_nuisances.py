@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 from bench_pipeline import machine
-from bench_table import report_row
+from bench_table import report_row, synthesize_once, table_header
 
 SYNTH = ["--resolution", "256", "--views", "100", "--test-views", "8"]
 NUISANCES = {
@@ -74,17 +74,13 @@ COLUMNS = (
     "relight PSNR",
     "light ratio",
 )
-TABLE_HEADER = "| " + " | ".join(COLUMNS) + " |\n" + "|" + "---|" * len(COLUMNS) + "\n"
+TABLE_HEADER = table_header(COLUMNS)
 
 
 def synthesize(case: str, work: Path) -> Path:
     """The case's capture (rendered once; same cameras, seed and gains in every case)."""
-    data = work / "data" / case
-    if not (data / "gt" / "light.json").is_file():
-        args = [a for name in CASES[case] for a in NUISANCES[name]]
-        command = [sys.executable, "-m", "ironrender", "synth", str(data), *SYNTH, *args]
-        subprocess.run([*command, "--force", "--quiet"], check=True)
-    return data
+    args = [a for name in CASES[case] for a in NUISANCES[name]]
+    return synthesize_once(work / "data" / case, [*SYNTH, *args])
 
 
 def without_flash_keys(data: Path, work: Path) -> Path:

@@ -21,7 +21,7 @@ import resource
 import time
 from pathlib import Path
 
-from bench_table import report_row
+from bench_table import report_row, table_header
 
 TCMALLOC = "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4"
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,7 +51,7 @@ COLUMNS = (
     "relight PSNR",
     "relight PSNR (scaled)",
 )
-TABLE_HEADER = "| " + " | ".join(COLUMNS) + " |\n" + "|" + "---|" * len(COLUMNS) + "\n"
+TABLE_HEADER = table_header(COLUMNS)
 
 
 def machine(recorded: bool = False) -> str:

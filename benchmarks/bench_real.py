@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 from bench_pipeline import machine
-from bench_table import report_row
+from bench_table import report_row, table_header
 
 SECTION = """
 ## Real and realistic captures (`benchmarks/bench_real.py`)
@@ -64,7 +64,7 @@ COLUMNS = (
     "albedo PSNR",
     "relight PSNR",
 )
-TABLE_HEADER = "| " + " | ".join(COLUMNS) + " |\n" + "|" + "---|" * len(COLUMNS) + "\n"
+TABLE_HEADER = table_header(COLUMNS)
 
 
 def main(argv: list[str] | None = None) -> int:

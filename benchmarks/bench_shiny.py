@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import trimesh
 from bench_pipeline import machine
-from bench_table import report_row
+from bench_table import report_row, synthesize_once, table_header
 
 from ironrender.evaluation.geometry import bounding_diameter, load_gt_mesh
 from ironrender.evaluation.metrics import chamfer
@@ -76,15 +76,11 @@ COLUMNS = (
     "surface",
     "Chamfer %",
 )
-TABLE_HEADER = "| " + " | ".join(COLUMNS) + " |\n" + "|" + "---|" * len(COLUMNS) + "\n"
+TABLE_HEADER = table_header(COLUMNS)
 
 
 def synthesize(case: str, work: Path) -> Path:
-    data = work / "data" / case
-    if not (data / "gt" / "light.json").is_file():
-        command = [sys.executable, "-m", "ironrender", "synth", str(data), *SYNTH, *CASES[case]]
-        subprocess.run([*command, "--force", "--quiet"], check=True)
-    return data
+    return synthesize_once(work / "data" / case, [*SYNTH, *CASES[case]])
 
 
 def stage1_chamfer_percent(run: Path, data: Path) -> float:

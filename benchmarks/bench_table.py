@@ -12,6 +12,22 @@ from pathlib import Path
 BENCHMARKS = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
 
 
+def table_header(columns: tuple[str, ...]) -> str:
+    """A Markdown table's header line and its separator, for ``append_row``."""
+    return "| " + " | ".join(columns) + " |\n" + "|" + "---|" * len(columns) + "\n"
+
+
+def synthesize_once(data: Path, synth_args: list[str]) -> Path:
+    """``iron synth data *synth_args``, unless ``data`` already holds a finished capture."""
+    import subprocess
+    import sys
+
+    if not (data / "gt" / "light.json").is_file():
+        command = [sys.executable, "-m", "ironrender", "synth", str(data), *synth_args]
+        subprocess.run([*command, "--force", "--quiet"], check=True)
+    return data
+
+
 def append_row(section: str, header: str, cells: list[str], path: Path = BENCHMARKS) -> None:
     """Insert ``| cells |`` after the last row of the table that starts with ``header``.
 
