@@ -26,6 +26,7 @@ from ironrender.config import check_choices, option
 from ironrender.data.images import write_image
 from ironrender.errors import IronError
 from ironrender.export.bake import DEFAULT_BAKE_CHUNK, BakedTextures, bake_textures
+from ironrender.export.gltf import write_glb
 from ironrender.export.mesh import decimate
 from ironrender.export.select import ObjectSelection, check_object_options, select_object
 from ironrender.export.uv import DEFAULT_CHART_PADDING, UVMesh, unwrap
@@ -44,7 +45,6 @@ from ironrender.export.writers import (
     mitsuba_scene_xml,
     mtl_text,
     standard_maps,
-    write_glb,
     write_obj,
     write_texture_maps,
 )

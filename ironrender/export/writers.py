@@ -19,11 +19,9 @@ Files written to ``out_dir`` (the names of IRON's code where they exist; docs/ar
   viewers expect for colour textures; **PNG data maps** (``roughness`` = GGX alpha,
   ``perceptual_roughness`` = sqrt(alpha)) are linear. PNG clips to [0, 1]; every map is also
   written as linear float **EXR**, unclipped (the specular albedo has no upper bound).
-* ``model.glb``: glTF 2.0 metallic-roughness PBR. ``baseColorTexture`` = diffuse albedo,
-  ``metallicRoughnessTexture`` = (0, sqrt(alpha), 0): glTF's perceptual roughness ``r`` has
-  ``alpha = r^2``; metallic is 0. *Approximation*: a glTF dielectric has a fixed F0 = 0.04, so
-  the per-texel specular albedo ``rho_s`` is not represented in the GLB (exact when rho_s = 0.04,
-  IRON's initial value); the OBJ/MTL and Mitsuba files carry it.
+* ``model.glb``: glTF 2.0 with ``KHR_materials_specular`` and ``KHR_materials_ior``, so that the
+  specular albedo survives (:mod:`ironrender.export.gltf` derives the mapping and where glTF's
+  BRDF differs from ours).
 * ``scene.xml``: a Mitsuba 3 scene that renders exactly ``f_r`` above:
   ``blendbsdf(weight 0.5, diffuse(2 rho_d), roughconductor(material=none, ggx, alpha,
   specular_reflectance=2 rho_s))``. ``blendbsdf`` evaluates ``(1 - w) f_0 + w f_1``, so
@@ -46,11 +44,8 @@ import json
 from pathlib import Path
 
 import numpy as np
-import trimesh
-from PIL import Image
 
 from ironrender.data.images import write_data_png, write_image
-from ironrender.data.tone_curve import encode
 from ironrender.errors import IronError
 from ironrender.export.uv import UVMesh
 from ironrender.storage import atomic_write_text
@@ -169,31 +164,6 @@ def light_json(light_intensity: float, diffuse_model: str = "lambert") -> str:
         )
         + "\n"
     )
-
-
-def write_glb(uv_mesh: UVMesh, maps: dict[str, np.ndarray], path: Path) -> Path:
-    """glTF 2.0 binary with a metallic-roughness PBR material (see the module docstring)."""
-    base = np.round(encode(maps[DIFFUSE]) * 255.0).astype(np.uint8)
-    rough = np.clip(maps[PERCEPTUAL_ROUGHNESS][..., 0], 0.0, 1.0)
-    packed = np.zeros((*rough.shape, 3), dtype=np.float32)
-    packed[..., 1] = rough  # G: roughness; B: metallic = 0; R unused
-    packed = np.round(packed * 255.0).astype(np.uint8)
-    material = trimesh.visual.material.PBRMaterial(
-        name=MATERIAL_NAME,
-        baseColorTexture=Image.fromarray(base),
-        metallicRoughnessTexture=Image.fromarray(packed),
-        metallicFactor=1.0,
-        roughnessFactor=1.0,
-    )
-    mesh = trimesh.Trimesh(
-        vertices=uv_mesh.vertices,
-        faces=uv_mesh.faces,
-        vertex_normals=uv_mesh.normals,
-        visual=trimesh.visual.TextureVisuals(uv=uv_mesh.uvs, material=material),
-        process=False,
-    )
-    path.write_bytes(mesh.export(file_type="glb"))
-    return path
 
 
 def _bitmap_xml(name: str, filename: str, raw: bool = False) -> str:
