@@ -18,6 +18,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q -c constraints.txt torch==2.13.0
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
 	@-sh scripts/install-tcmalloc.sh
+	@-sh scripts/install-chromium.sh
 	@touch $(STAMP)
 
 demo: $(STAMP)

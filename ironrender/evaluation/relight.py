@@ -201,6 +201,21 @@ def render_turntable(
     distance is exposed like the training photographs.
     """
     config = config or TurntableConfig()
+    cameras = turntable_cameras(config, up)
+    return render_flash(
+        export_dir, cameras, config.spp, light_intensity, seed + TURNTABLE_SEED_OFFSET
+    )
+
+
+def render_flash(
+    export_dir: str | Path,
+    cameras: Cameras,
+    spp: int,
+    light_intensity: float | None = None,
+    seed: int = 0,
+) -> np.ndarray:
+    """Images (N, H, W, 3) linear of the exported asset seen by ``cameras``, each lit by a point
+    light at its centre (the capture setting), of ``light_intensity`` (default ``light.json``)."""
     mi = _mitsuba()
     shape = exported_shape(export_dir)
     intensity = light_intensity if light_intensity is not None else (
@@ -216,10 +231,7 @@ def render_turntable(
         },
         "asset": shape,
     }
-    cameras = turntable_cameras(config, up)
-    return _render_each(
-        mi, scene, cameras, config.spp, seed + TURNTABLE_SEED_OFFSET, move_light=True
-    )
+    return _render_each(mi, scene, cameras, spp, seed, move_light=True)
 
 
 # ----------------------------------------------------------------------------- metrics

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from ironrender.evaluation.viewer import viewer_data, viewer_section
 from ironrender.run_folder import STAGE1_DIR
 from ironrender.storage import atomic_write_text
 from ironrender.training.surface_check import ADVICE, read_surface_check
@@ -34,11 +35,12 @@ MATERIAL_MAPS = ("diffuse_albedo", "specular_albedo", "roughness")
 INFO_NOTES = ("notice", "image_metrics", "resolution", "object_mask", "sfm", "turntable")
 
 
-def _img(path: Path, title: str = "", width: int | None = None) -> str:
+def _img(path: Path, title: str = "", width: int | None = None, element_id: str = "") -> str:
     data = base64.b64encode(path.read_bytes()).decode()
     style = f' style="width:{width}px"' if width else ""
+    ident = f' id="{html.escape(element_id)}"' if element_id else ""
     return (
-        f'<figure><img src="data:image/png;base64,{data}"{style}>'
+        f'<figure><img{ident} src="data:image/png;base64,{data}"{style}>'
         f"<figcaption>{html.escape(title)}</figcaption></figure>"
     )
 
@@ -140,12 +142,22 @@ def build_report(run_dir: str | Path, title: str | None = None) -> Path:
         )
 
     views = sorted((eval_dir / "views").glob("*_pred.png")) if (eval_dir / "views").is_dir() else []
+    photos = {}  # held-out view -> the id of its photograph's <img>, for the viewer
+    for pred in views[:MAX_VIEWS]:
+        name = pred.name[: -len("_pred.png")]
+        if pred.with_name(f"{name}_gt.png").is_file():
+            photos[name] = f"photo-{name}"
+    viewer = viewer_data(run_dir, photos)
+    if viewer is not None:
+        sections.append(viewer_section(viewer))
+
     if views:
         rows = []
         for pred in views[:MAX_VIEWS]:
             name = pred.name[: -len("_pred.png")]
             gt = pred.with_name(f"{name}_gt.png")
-            cells = [_img(gt, f"{name}: ground truth")] if gt.is_file() else []
+            photo = photos.get(name, "")
+            cells = [_img(gt, f"{name}: ground truth", element_id=photo)] if gt.is_file() else []
             cells.append(_img(pred, f"{name}: ironrender"))
             error = pred.with_name(f"{name}_error.png")
             if error.is_file():
@@ -205,6 +217,9 @@ table.metrics th {{ text-align: left; background: #eee; }}
 svg.curve {{ background: #fff; border: 1px solid #ddd; }}
 dl.notes {{ font-size: 0.85em; color: #444; max-width: 60em; }}
 div.alarm {{ background: #fde2e1; border: 2px solid #c0392b; padding: 0.8em; max-width: 60em; }}
+.viewer canvas {{ background: #000; }} .viewer img.photo {{ width: auto; }}
+.viewer .controls {{ margin: 0.4em 0; display: flex; flex-wrap: wrap; gap: 1em; }}
+.hint {{ font-size: 0.85em; color: #555; max-width: 60em; }}
 dl.notes dt {{ font-weight: bold; margin-top: 0.4em; }} dl.notes dd {{ margin-left: 1.5em; }}
 </style></head><body>
 <h1>{html.escape(title)}</h1>

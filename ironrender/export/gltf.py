@@ -29,7 +29,8 @@ BENCHMARKS.md, "A GLB that keeps every material"):
   grazing angles and with roughness), and the diffuse term is darkened by ``(1 - rho_s)``
   (three.js per channel; the extension's text uses ``max(rho_s)``). three.js also multiplies the
   specular lobe by its multiple-scattering compensation ``1 + F0 (1 / E_ss - 1)`` (under 1 % for
-  ``F0 <= 0.1``).
+  ``F0 <= 0.1``), and widens it by its specular anti-aliasing (the roughness grows by the
+  normal's change across a pixel: seen on small images, gone at the photographs' size).
 * **Away from the flash** (relighting), Schlick's ``F`` rises towards 1 at grazing half-vectors,
   where ours keeps ``rho_s``: glTF's asset is the more physical one there.
 
