@@ -9,5 +9,7 @@
 ``relight``     the exported asset in Mitsuba 3: relit views and their scores, a turntable
 ``metrics``     the metric functions themselves
 ``report``      ``report.html``, self-contained
+``viewer``      the report's 3D viewer of ``model.glb`` (three.js) and the data it reads
+``browser``     what that viewer draws, read in headless Chromium (tests, benchmarks)
 ==============  ===============================================================================
 """

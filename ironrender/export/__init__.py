@@ -7,7 +7,8 @@
 ``mesh``           decimation to a triangle budget
 ``uv``             the UV atlas (xatlas)
 ``bake``           texture baking: one material query per texel
-``writers``        the files: maps, OBJ/MTL, GLB, ``scene.xml``, ``light.json``
+``writers``        the files: maps, OBJ/MTL, ``scene.xml``, ``light.json``
+``gltf``           ``model.glb`` with the specular albedo (``KHR_materials_specular``, ``_ior``)
 ``run``            :func:`export_run`: a trained run folder to ``RUN/export``
 =================  ============================================================================
 
