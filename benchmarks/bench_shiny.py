@@ -24,7 +24,6 @@ import argparse
 import datetime
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -33,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import trimesh
 from bench_pipeline import machine
-from bench_table import report_row, synthesize_once, table_header
+from bench_table import cpu_name, report_row, synthesize_once, table_header
 
 from ironrender.evaluation.geometry import bounding_diameter, load_gt_mesh
 from ironrender.evaluation.metrics import chamfer
@@ -95,17 +94,6 @@ def stage1_chamfer_percent(run: Path, data: Path) -> float:
         parts = pred.split(only_watertight=False)
         pred = max(parts, key=lambda m: m.area) if len(parts) else pred
     return 100.0 * chamfer(pred, gt) / bounding_diameter(gt)
-
-
-def cpu_name() -> str:
-    """The processor's family as /proc/cpuinfo names it ("AMD EPYC", "Intel Xeon")."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        model = next(line.split(":", 1)[1] for line in lines if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return "unknown"
-    words = [w for w in re.sub(r"\((R|TM|tm)\)", "", model).split() if w != "Processor"]
-    return " ".join(words[:2])
 
 
 def settings(run: Path, overrides: list[str]) -> str:

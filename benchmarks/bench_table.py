@@ -7,9 +7,21 @@ its notes; the section is created at the end of the file the first time.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
+
+
+def cpu_name() -> str:
+    """The processor's family as /proc/cpuinfo names it ("AMD EPYC", "Intel Xeon")."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        model = next(line.split(":", 1)[1] for line in lines if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return "unknown"
+    words = [w for w in re.sub(r"\((R|TM|tm)\)", "", model).split() if w != "Processor"]
+    return " ".join(words[:2])
 
 
 def table_header(columns: tuple[str, ...]) -> str:
