@@ -30,6 +30,7 @@ from ironrender.data.camera_file import CAMERA_FILE, cameras_to_dict
 from ironrender.data.cameras import Cameras, intrinsics_from_fov, look_at
 from ironrender.data.images import read_image, write_image
 from ironrender.data.tone_curve import encode
+from ironrender.errors import IronError
 from ironrender.evaluation import viewer as viewer_module
 from ironrender.evaluation.browser import object_psnr, viewer_snapshot
 from ironrender.evaluation.relight import render_flash
@@ -178,6 +179,17 @@ def test_viewer_matches_mitsuba_on_the_object(good_run):
         psnr = object_psnr(snapshot, reference[view])
         print(f"view {view}: viewer against Mitsuba {psnr:.2f} dB on the object")
         assert psnr >= AGREEMENT_PSNR
+
+
+def test_a_report_that_reaches_out_is_refused(good_run, tmp_path):
+    """The report must work offline: a page that asks the network for anything fails."""
+    _, report, _ = good_run
+    leaky = tmp_path / "report.html"
+    leaky.write_text(
+        report.read_text().replace("</body>", '<img src="https://example.com/x.png"></body>')
+    )
+    with pytest.raises(IronError, match="must work offline"):
+        viewer_snapshot(leaky, 0)
 
 
 def _flip_uv_texture(maps):

@@ -8,7 +8,8 @@ the orbit view; :func:`object_psnr` scores a frame against a linear render of th
 Chromium is Debian's package (``/usr/bin/chromium``, installed by ``make setup``
 when it runs as root; ``IRON_CHROMIUM`` names another), drawing WebGL with its software
 rasteriser (SwiftShader) where there is no GPU. Playwright is a development dependency, imported
-only here.
+only here. Every page load also checks that the report is self-contained: a request for anything
+but the file itself is refused and reported as an error.
 """
 
 from __future__ import annotations
@@ -69,14 +70,27 @@ def report_page(report: str | Path, fragment: str) -> Iterator[object]:
             page = browser.new_page()
             errors: list[str] = []
             page.on("pageerror", lambda error: errors.append(str(error)))
+            fetched: list[str] = []  # anything but the file itself: the report must be offline
+            page.route("**/*", lambda route: _local_only(route, fetched))
             page.goto(url)
             page.wait_for_selector("#iron-viewer[data-ready]", timeout=READY_TIMEOUT_MS)
             state = page.get_attribute("#iron-viewer", "data-ready")
             if state != "true" or errors:
                 raise IronError(f"the viewer in {report} failed: {state}; {'; '.join(errors)}")
             yield page
+            if fetched:
+                raise IronError(f"{report} fetched {fetched[0]}: a report must work offline")
         finally:
             browser.close()
+
+
+def _local_only(route, fetched: list[str]) -> None:
+    """Let the report's own file through; refuse (and note) anything from elsewhere."""
+    if route.request.url.startswith(("file:", "data:", "blob:")):
+        route.continue_()
+    else:
+        fetched.append(route.request.url)
+        route.abort()
 
 
 def viewer_snapshot(
