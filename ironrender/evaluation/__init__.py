@@ -10,6 +10,7 @@
 ``metrics``     the metric functions themselves
 ``report``      ``report.html``, self-contained
 ``viewer``      the report's 3D viewer of ``model.glb`` (three.js) and the data it reads
+``diagnosis``   what the object's error is made of: colour, fine detail, silhouettes
 ``browser``     what that viewer draws, read in headless Chromium (tests, benchmarks)
 ==============  ===============================================================================
 """

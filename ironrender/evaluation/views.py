@@ -134,6 +134,7 @@ def evaluate_views(
         stem = Path(names[i]).stem
         write_triplet(out_dir, stem, pred, gt, config.error_gain)
         mask = gt_mask if gt_mask is not None else view.mask.detach().cpu().numpy()
+        write_data_png(out_dir / f"{stem}_mask.png", mask.astype(np.float32))  # for diagnosis
         rows.append({"view": stem} | image_scores(pred, gt, mask))
     return rows
 
