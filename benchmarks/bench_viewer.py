@@ -14,7 +14,9 @@ RUN is a folder `iron run` finished (export and eval). Measured:
   (the pixels either image covers, less a one-pixel band along both silhouettes), the report's
   viewer in headless Chromium (software WebGL) against ``scene.xml`` in Mitsuba 3 (64 spp),
   under the flash, and under the evaluation's environment map where there is one (three.js
-  lights with a prefiltered map, split-sum: an approximation, Mitsuba integrates).
+  lights with a prefiltered map, split-sum: an approximation, Mitsuba integrates). Mitsuba's
+  sensor here takes only a centred principal point: a real capture's held-out camera is compared
+  with its principal point moved to the centre, in both renderers.
 * **Report**: ``report.html``'s size with the viewer, and ``model.glb``'s.
 * **Frame rate**: frames per second of the viewer turning the asset at the first view's size
   (median of three runs of 60 frames), software WebGL on this machine's CPU.
@@ -27,12 +29,15 @@ import json
 import os
 import statistics
 import subprocess
+import tempfile
 from pathlib import Path
 
 import torch
 from bench_table import append_row, cpu_name, table_header
+from PIL import Image
 
-from ironrender.data.camera_file import split_cameras
+from ironrender.data.camera_file import CAMERA_FILE, cameras_to_dict, split_cameras
+from ironrender.data.cameras import Cameras
 from ironrender.data.images import read_image
 from ironrender.evaluation.browser import (
     chromium_path,
@@ -98,13 +103,45 @@ def chromium_version() -> str:
     return next((word for word in output.split() if word[:1].isdigit()), "?")
 
 
-def measure(run: Path) -> dict:
+def centred_twin(run: Path, data: Path, folder: Path, scale: float) -> Path:
+    """A run sharing ``run``'s export whose held-out cameras have their principal point moved
+    to the image centre (and ``fy = fx``): Mitsuba's sensor here takes only such cameras, and
+    the viewer and Mitsuba must see the same camera. Photographs do not take part. The cameras
+    are written at the evaluation's image size (``scale``), so that no rounding moves them."""
+    twin_data, twin = folder / "data", folder / "run"
+    (twin_data / "test").mkdir(parents=True)
+    (twin_data / "train").symlink_to((data / "train").resolve())
+    cameras = split_cameras(data, "test").scaled(scale)
+    K = cameras.intrinsics.clone()
+    K[:, 0, 2] = cameras.sizes[:, 0] / 2
+    K[:, 1, 2] = cameras.sizes[:, 1] / 2
+    K[:, 1, 1] = K[:, 0, 0]
+    centred = Cameras(K, cameras.w2c, cameras.sizes, cameras.flash)
+    names = list(json.loads((data / "test" / CAMERA_FILE).read_text()))
+    (twin_data / "test" / CAMERA_FILE).write_text(json.dumps(cameras_to_dict(names, centred)))
+    twin.mkdir()
+    for part in ("export", "eval"):
+        (twin / part).symlink_to((run / part).resolve())
+    (twin / "progress.json").write_text(json.dumps({"data": str(twin_data)}))
+    return twin
+
+
+def measure(run: Path, scratch: Path) -> dict:
     report = build_report(run)
-    snapshot = viewer_snapshot(report, 0)
     data = resolve_data_dir(run, None)
-    name = sorted((run / "eval" / "views").glob("*_pred.png"))[0].name[: -len("_pred.png")]
     cameras = split_cameras(data, "test")
-    entries = list(json.loads((data / "test" / "cam_dict_norm.json").read_text()))
+    first = sorted((run / "eval" / "views").glob("*_pred.png"))[0]
+    with Image.open(first) as image:
+        scale = image.width / cameras.width(0)  # the evaluation's size (one for all views)
+    scaled = cameras.scaled(scale)  # a centred camera may leave the centre by rounding
+    off_centre = float((scaled.intrinsics[:, :2, 2] - scaled.sizes / 2).abs().max())
+    compared = run if off_centre < 1e-3 else centred_twin(run, data, scratch, scale)
+    compared_report = report if compared is run else build_report(compared)
+    compared_data = resolve_data_dir(compared, None)
+    snapshot = viewer_snapshot(compared_report, 0)
+    name = first.name[: -len("_pred.png")]
+    cameras = split_cameras(compared_data, "test")
+    entries = list(json.loads((compared_data / "test" / CAMERA_FILE).read_text()))
     index = [Path(e).stem for e in entries].index(name)
     camera = cameras[index].scaled(snapshot.shape[1] / cameras.width(index))
     reference = render_flash(run / "export", camera, spp=64)[0]
@@ -112,7 +149,7 @@ def measure(run: Path) -> dict:
     relit_psnr = None
     if envmap.is_file():  # the same view under the evaluation's environment map
         relit = render_relit(run / "export", read_image(envmap), camera, spp=64)[0]
-        relit_psnr = object_psnr(viewer_snapshot(report, 0, light="envmap"), relit)
+        relit_psnr = object_psnr(viewer_snapshot(compared_report, 0, light="envmap"), relit)
     texels, medians, p95s = brdf_gap(run / "export")
     fps = statistics.median(viewer_frame_rate(report) for _ in range(3))
     return {
@@ -121,6 +158,7 @@ def measure(run: Path) -> dict:
         "p95s": p95s,
         "psnr": object_psnr(snapshot, reference),
         "relit_psnr": relit_psnr,
+        "centred": off_centre >= 1e-3,
         "size": f"{snapshot.shape[1]}x{snapshot.shape[0]}",
         "report_mb": report.stat().st_size / 1e6,
         "glb_mb": (run / "export" / "model.glb").stat().st_size / 1e6,
@@ -134,7 +172,8 @@ def main() -> None:
     parser.add_argument("--label", default=None, help="the run's name in the table")
     parser.add_argument("--no-write", action="store_true", help="print, do not touch BENCHMARKS")
     args = parser.parse_args()
-    result = measure(args.run)
+    with tempfile.TemporaryDirectory() as scratch:
+        result = measure(args.run, Path(scratch))
     percent = lambda values: " / ".join(f"{100 * v:.1f} %" for v in values)  # noqa: E731
     cells = [
         args.label or args.run.name,
@@ -142,7 +181,7 @@ def main() -> None:
         str(result["texels"]),
         percent(result["medians"]),
         percent(result["p95s"]),
-        f"{result['psnr']:.2f}",
+        f"{result['psnr']:.2f}" + (" (principal point centred)" if result["centred"] else ""),
         "n/a" if result["relit_psnr"] is None else f"{result['relit_psnr']:.2f}",
         result["size"],
         f"{result['report_mb']:.1f} MB",
