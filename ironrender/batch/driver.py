@@ -70,6 +70,7 @@ class BatchOptions:
     downscale: int = 1
     import_config: ImportConfig | None = None  # photo folders; None: iron import's defaults
     address: str | None = None  # a running cluster; None: RAY_ADDRESS, else a local Ray
+    local_cpus: int | None = None  # the local Ray's CPUs; None: all of this machine's
     cpus_per_object: int | None = None  # None: the rule of the module docstring
     gpus_per_object: float | None = None  # None: 1 where the cluster has GPUs, else 0
     max_retries: int = 3  # attempts after a worker died (not after an error in the capture)
@@ -123,7 +124,7 @@ def run_batch(
     write_summaries(out, list(rows.values()))
 
     ray_started = time.perf_counter()
-    started_here = _connect(options.address, options.progress)
+    started_here = _connect(options.address, options.local_cpus, options.progress)
     ray_seconds = time.perf_counter() - ray_started
     try:
         nodes = len([n for n in ray.nodes() if n.get("Alive")])
@@ -142,13 +143,23 @@ def run_batch(
     )
 
 
-def _connect(address: str | None, verbose: bool) -> bool:
+def _connect(address: str | None, local_cpus: int | None, verbose: bool) -> bool:
     """Connect to Ray (module docstring); True when this call started it (and must stop it)."""
     if ray.is_initialized():
         return False
     address = address or os.environ.get("RAY_ADDRESS") or "local"
+    if local_cpus is not None and (address != "local" or local_cpus < 1):
+        raise IronError(
+            "--cpus sets the CPUs of a local Ray (at least 1); a cluster's nodes declare theirs"
+            " (`ray start --num-cpus N`)"
+        )
     try:
-        context = ray.init(address=address, log_to_driver=False, include_dashboard=None)
+        context = ray.init(
+            address=address,
+            num_cpus=local_cpus,
+            log_to_driver=False,
+            include_dashboard=None,
+        )
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise IronError(f"cannot connect to the Ray cluster at {address}: {exc}") from None
     if verbose:

@@ -54,6 +54,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         " local Ray on this machine",
     )
     parser.add_argument(
+        "--cpus",
+        type=int,
+        default=None,
+        metavar="N",
+        help="use N CPUs of this machine (a local Ray only; default: all)",
+    )
+    parser.add_argument(
         "--cpus-per-object",
         type=int,
         default=None,
@@ -87,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         downscale=args.downscale,
         address=args.address,
+        local_cpus=args.cpus,
         cpus_per_object=args.cpus_per_object,
         gpus_per_object=args.gpus_per_object,
         max_retries=args.retries,
