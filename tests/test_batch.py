@@ -101,6 +101,14 @@ def test_a_missing_captures_folder_is_a_one_line_error(tmp_path):
     assert len(stderr.strip().splitlines()) == 1 and "not found" in stderr
 
 
+def test_an_address_nothing_answers_at_is_a_one_line_error(captures, tmp_path):
+    result = iron("batch", str(captures), str(tmp_path / "out"), "--address", "127.0.0.1:1")
+    _, stderr = result.communicate(timeout=120)
+    assert result.returncode == 2
+    assert len(stderr.strip().splitlines()) == 1 and "no Ray cluster answers at" in stderr
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.slow
 def test_two_objects_finish_as_iron_run_and_the_broken_one_is_one_line(first_batch):
     work, returncode, stdout, stderr = first_batch

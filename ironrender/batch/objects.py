@@ -48,7 +48,7 @@ class BatchObject:
 def find_objects(captures: str | Path, out: str | Path) -> list[BatchObject]:
     """The objects under ``captures``, sorted by name (module docstring). ``out`` is left out
     when it lies inside ``captures``."""
-    captures, out = Path(captures), Path(out)
+    captures, out = Path(captures).absolute(), Path(out).absolute()  # workers start elsewhere
     if not captures.is_dir():
         raise IronError(f"{captures}: not found (CAPTURES must be a folder of object folders)")
     if captures.resolve() == out.resolve():

@@ -23,8 +23,8 @@ OUT/<object>/data) or a dataset (train/, test/). OUT/<object>/ is what `iron run
 batch.log (the object's output) and batch.json (its row). OUT/summary.csv and OUT/index.html are
 rewritten as objects finish. Running the same command again skips finished objects and resumes
 the others. Exit status: 0 all finished, 1 some object failed, 2 a usage error.
-On a cluster every node needs the same ironrender installed, and CAPTURES and OUT must be paths
-every node sees (a shared mount)."""
+On a cluster every node needs the same ironrender installed, and CAPTURES, OUT and a --config
+file must be paths every node sees (a shared mount)."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,9 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "batch",
         help="many objects: import and run each one as a Ray task, locally or on a cluster",
         description=(
-            "Run `iron import` (photo folders) and `iron run` on every object of CAPTURES, each"
-            " as one Ray task, with the same options as `iron run`. Failures stay with their"
-            " object; a worker that dies is retried and resumes from its checkpoint."
+            "Run `iron import` (photo folders) and `iron run` on every object of CAPTURES, each\n"
+            "as one Ray task, with the same options as `iron run`. Failures stay with their\n"
+            "object; a worker that dies is retried and resumes from its checkpoint."
         ),
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
