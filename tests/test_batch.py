@@ -135,7 +135,7 @@ def test_two_objects_finish_as_iron_run_and_the_broken_one_is_one_line(first_bat
         assert float(rows[name]["psnr"]) == pytest.approx(expected["psnr"], rel=1e-5)
         assert float(rows[name]["peak_memory_mb"]) > 100 and rows[name]["threads"] == "1"
         assert (out / name / "report.html").is_file()
-        assert f"[batch] {name}: finished in" in stdout and "PSNR" in stdout  # the live lines
+        assert f"] {name}: finished in" in stdout and "PSNR" in stdout  # the live lines
 
 
 @pytest.mark.slow
@@ -149,7 +149,7 @@ def test_a_worker_killed_inside_its_task_is_retried_and_resumes(first_batch):
     # The retry found stage 1 finished and a stage-2 checkpoint, and went on from there (its
     # outputs equal the uninterrupted reference: the test above).
     assert record["resumed_from"] == ["stage1 done", "stage2 checkpoint"]
-    assert "[batch] beta: started on" in stdout and "(attempt 2: resuming)" in stdout
+    assert "] beta: started on" in stdout and "(attempt 2: resuming)" in stdout
 
 
 @pytest.mark.slow

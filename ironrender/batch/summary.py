@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import html
 import io
+import time
 from pathlib import Path
 
 from ironrender.batch.task import ObjectResult
@@ -41,18 +42,23 @@ COLUMNS = (
 
 
 def start_line(name: str, host: str, attempt: int) -> str:
+    """``[batch 14:02:11] mug: started on node3`` (the clock time: when it started)."""
     again = f" (attempt {attempt}: resuming)" if attempt > 1 else ""
-    return f"[batch] {name}: started on {host}{again}"
+    return f"{_stamp()} {name}: started on {host}{again}"
 
 
 def end_line(result: ObjectResult) -> str:
-    """``[batch] mug: finished in 412 s, PSNR 31.2 dB`` or the one-line error."""
+    """``[batch 14:09:03] mug: finished in 412 s, PSNR 31.2 dB`` or the one-line error."""
     if not result.ok:
-        return f"[batch] {result.name}: FAILED after {result.seconds:.0f} s: {result.error}"
-    line = f"[batch] {result.name}: {result.status} in {result.seconds:.0f} s"
+        return f"{_stamp()} {result.name}: FAILED after {result.seconds:.0f} s: {result.error}"
+    line = f"{_stamp()} {result.name}: {result.status} in {result.seconds:.0f} s"
     if "psnr" in result.metrics:
         line += f", PSNR {result.metrics['psnr']:.2f} dB"
     return line
+
+
+def _stamp() -> str:
+    return time.strftime("[batch %H:%M:%S]")
 
 
 def write_summaries(out: Path, rows: list[ObjectResult]) -> None:
