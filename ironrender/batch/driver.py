@@ -42,7 +42,15 @@ from ironrender.batch.objects import (
     finished_earlier,
     unknown_kind_error,
 )
-from ironrender.batch.summary import QUEUED, RUNNING, end_line, start_line, write_summaries
+from ironrender.batch.summary import (
+    INDEX_HTML,
+    QUEUED,
+    RUNNING,
+    SUMMARY_CSV,
+    end_line,
+    start_line,
+    write_summaries,
+)
 from ironrender.batch.task import (
     DONE_EARLIER,
     FAILED,
@@ -155,7 +163,7 @@ def run_batch(
         time.perf_counter() - started,
         ray_seconds,
         nodes,
-        (out / "summary.csv", out / "index.html"),
+        (out / SUMMARY_CSV, out / INDEX_HTML),
     )
 
 
