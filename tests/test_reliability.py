@@ -20,28 +20,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from ironrender.data.synth import SynthConfig, synthesize
 from ironrender.errors import IronError
 from ironrender.pipeline import dataset_steps_for, resolve_config, run_pipeline
 from ironrender.run_folder import LOCK_FILE, run_lock
 from ironrender.storage import atomic_write, atomic_write_text
 from ironrender.training.checkpoint import load_checkpoint, save_checkpoint
-
-#: A whole run in seconds: every step, every checkpoint kind, frequent checkpoints.
-TINY = [
-    "stage1.train.steps=40",
-    "stage1.train.warmup_steps=5",
-    "stage1.train.anneal_end=15",
-    "stage1.train.grid_ramp_steps=15",
-    "stage1.log.mesh_resolution=48",
-    "stage1.log.checkpoint_every=10",
-    "stage2.steps=9",
-    "stage2.patch_size=24",
-    "stage2.checkpoint_every=3",
-    "export.resolution=48",
-    "export.max_faces=2000",
-    "export.texture_size=128",
-]
+from tests.tiny_runs import TINY, set_args, tiny_capture
 
 
 def iron(*args: str, **kwargs) -> subprocess.Popen:
@@ -55,14 +39,12 @@ def iron(*args: str, **kwargs) -> subprocess.Popen:
 
 
 def run_args(data: Path, run: Path) -> list[str]:
-    return ["run", str(data), str(run), *[a for s in TINY for a in ("--set", s)]]
+    return ["run", str(data), str(run), *set_args(TINY)]
 
 
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
-    out = tmp_path_factory.mktemp("reliability") / "data"
-    config = SynthConfig(views=8, test_views=2, resolution=32, spp=4, relight_spp=4)
-    return synthesize(config, out, progress=False)
+    return tiny_capture(tmp_path_factory.mktemp("reliability") / "data")
 
 
 # ----------------------------------------------------------------------------- safe loading

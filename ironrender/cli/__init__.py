@@ -17,7 +17,8 @@ import sys
 
 # Order is the order shown in `iron --help`.
 COMMANDS = (
-    "demo", "synth", "check", "fit", "export", "eval", "run", "view", "config", "import_photos",
+    "demo", "synth", "check", "fit", "export", "eval", "run", "view", "batch", "config",
+    "import_photos",
 )  # fmt: skip
 
 EXIT_USER_ERROR = 2
