@@ -31,6 +31,17 @@ def test_a_colour_error_is_explained_by_the_colour_correction(scene):
     assert result.psnr_blurred < result.psnr + 6  # a colour error is not a detail error
 
 
+def test_a_response_curve_and_vignetting_are_camera_errors(scene):
+    """A camera's curve and darkened corners: beyond a colour matrix, within the camera fit."""
+    gt, mask = scene
+    y, x = np.mgrid[:SIZE, :SIZE]
+    falloff = 1.0 - 0.9 * (((x + 0.5) / SIZE - 0.5) ** 2 + ((y + 0.5) / SIZE - 0.5) ** 2)
+    pred = (gt ** (1 / 1.6)) * falloff[..., None]  # the render misses both
+    result = diagnose_view("v", pred, gt, mask)
+    assert result.psnr_camera > result.psnr_colour + 6 and result.psnr_camera > 38
+    assert result.psnr_blurred < result.psnr + 6  # not a detail error
+
+
 def test_a_blur_is_a_detail_error(scene):
     gt, mask = scene
     pred = ndimage.gaussian_filter(gt, sigma=(1.5, 1.5, 0))
@@ -38,6 +49,7 @@ def test_a_blur_is_a_detail_error(scene):
     assert result.psnr_blurred > result.psnr + 8  # the same blur on both removes most of it
     # a matrix cannot sharpen (it only shrinks the blurred texture towards its mean a little)
     assert result.psnr_colour < result.psnr + 3
+    assert result.psnr_camera < result.psnr + 4
 
 
 def test_an_outline_error_lies_in_the_silhouette_band(scene):

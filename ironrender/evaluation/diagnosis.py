@@ -1,4 +1,4 @@
-"""What the object's error on held-out photographs is made of: colour, detail or silhouettes.
+"""What the object's error on held-out photographs is made of: colour, camera, detail, outline.
 
 For each held-out view (the 8-bit images ``iron eval`` writes, ``RUN/eval/views``, and the object
 mask its ``psnr_object`` used, ``<view>_mask.png``), over the object's pixels ``M``:
@@ -8,6 +8,11 @@ mask its ``psnr_object`` used, ``<view>_mask.png``), over the object's pixels ``
   (3x3 matrix and offset, least squares over ``M``): the error a camera model (exposure, white
   balance, a response curve's linear part) could remove is the gap ``psnr_colour - psnr`` (an
   upper bound: the fit also shrinks a blurred texture towards its mean, worth up to a few dB);
+* ``psnr_camera``: after the best per-view fit of what a photometric camera model holds: a
+  cubic response per channel, colour mixing and offset, and a colour-dependent quadratic falloff
+  over the image (vignetting, or a light's falloff that the render gets wrong), least squares
+  over ``M``; again an upper bound on what such a model could remove (its 24 numbers per view
+  can also absorb some shading error);
 * ``psnr_blurred``: both images blurred by the same Gaussian (``sigma`` pixels) before scoring:
   what is left is low-frequency error (shading, colour); the gap ``psnr_blurred - psnr`` is the
   error in fine detail (texture, sharp highlights);
@@ -37,6 +42,7 @@ class ViewDiagnosis:
     pixels: int
     psnr: float
     psnr_colour: float
+    psnr_camera: float
     psnr_blurred: float
     silhouette_share: float
     silhouette_area: float
@@ -54,6 +60,19 @@ def colour_corrected(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     return design @ solution
 
 
+def camera_corrected(pred: np.ndarray, gt: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    """``pred`` (N, 3) through the least-squares fit of the module docstring's camera terms:
+    ``[p, p^2, p^3, 1, p x, p y, p r^2]`` per output channel, ``xy`` (N, 2) the pixels'
+    positions relative to the image centre in units of its width, ``r^2 = x^2 + y^2``."""
+    x, y = xy[:, :1], xy[:, 1:]
+    design = np.concatenate(
+        [pred, pred**2, pred**3, np.ones_like(x), pred * x, pred * y, pred * (x**2 + y**2)],
+        axis=1,
+    )
+    solution, *_ = np.linalg.lstsq(design, gt, rcond=None)
+    return design @ solution
+
+
 def diagnose_view(
     name: str,
     pred: np.ndarray,
@@ -62,7 +81,7 @@ def diagnose_view(
     sigma: float = DEFAULT_SIGMA,
     band: int = DEFAULT_BAND,
 ) -> ViewDiagnosis:
-    """The four measures of the module docstring for one view; images (H, W, 3) in [0, 1]."""
+    """The measures of the module docstring for one view; images (H, W, 3) in [0, 1]."""
     mask = mask.astype(bool)
     if mask.sum() < 16:
         raise ValueError(f"view {name}: the object covers {int(mask.sum())} pixels")
@@ -70,11 +89,15 @@ def diagnose_view(
     blur = lambda image: ndimage.gaussian_filter(image, sigma=(sigma, sigma, 0))  # noqa: E731
     squared = ((pred - gt) ** 2).sum(axis=-1)
     edge = mask & ~ndimage.binary_erosion(mask, iterations=band, border_value=1)
+    rows, cols = np.nonzero(mask)
+    width = mask.shape[1]
+    xy = np.stack([(cols + 0.5) / width - 0.5, (rows + 0.5 - mask.shape[0] / 2) / width], axis=1)
     return ViewDiagnosis(
         view=name,
         pixels=int(mask.sum()),
         psnr=_psnr(p, g),
         psnr_colour=_psnr(colour_corrected(p, g), g),
+        psnr_camera=_psnr(camera_corrected(p, g, xy), g),
         psnr_blurred=_psnr(blur(pred)[mask], blur(gt)[mask]),
         silhouette_share=float(squared[edge].sum() / max(squared[mask].sum(), 1e-12)),
         silhouette_area=float(edge.sum() / mask.sum()),
