@@ -7,6 +7,7 @@ its notes; the section is created at the end of the file the first time.
 
 from __future__ import annotations
 
+import argparse
 import re
 from pathlib import Path
 
@@ -22,6 +23,15 @@ def cpu_name() -> str:
         return "unknown"
     words = [w for w in re.sub(r"\((R|TM|tm)\)", "", model).split() if w != "Processor"]
     return " ".join(words[:2])
+
+
+def run_parser(description: str) -> argparse.ArgumentParser:
+    """The command line of a script that measures one finished run: RUN, --label, --no-write."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("run", type=Path)
+    parser.add_argument("--label", default=None, help="the run's name in the table")
+    parser.add_argument("--no-write", action="store_true", help="print, do not touch BENCHMARKS")
+    return parser
 
 
 def table_header(columns: tuple[str, ...]) -> str:

@@ -24,7 +24,6 @@ RUN is a folder `iron run` finished (export and eval). Measured:
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -33,7 +32,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from bench_table import append_row, cpu_name, table_header
+from bench_table import append_row, cpu_name, run_parser, table_header
 from PIL import Image
 
 from ironrender.data.camera_file import CAMERA_FILE, cameras_to_dict, split_cameras
@@ -167,11 +166,7 @@ def measure(run: Path, scratch: Path) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("run", type=Path)
-    parser.add_argument("--label", default=None, help="the run's name in the table")
-    parser.add_argument("--no-write", action="store_true", help="print, do not touch BENCHMARKS")
-    args = parser.parse_args()
+    args = run_parser(__doc__.split("\n\n")[0]).parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         result = measure(args.run, Path(scratch))
     percent = lambda values: " / ".join(f"{100 * v:.1f} %" for v in values)  # noqa: E731

@@ -12,10 +12,7 @@ share of the object's pixels (:mod:`ironrender.evaluation.diagnosis`).
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
-from bench_table import append_row, table_header
+from bench_table import append_row, run_parser, table_header
 
 from ironrender.evaluation.diagnosis import diagnose_run
 
@@ -42,11 +39,7 @@ COLUMNS = (
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("run", type=Path)
-    parser.add_argument("--label", default=None, help="the run's name in the table")
-    parser.add_argument("--no-write", action="store_true", help="print, do not touch BENCHMARKS")
-    args = parser.parse_args()
+    args = run_parser(__doc__.split("\n\n")[0]).parse_args()
     rows = diagnose_run(args.run)
     if not rows:
         raise SystemExit(f"{args.run}/eval/views has no *_mask.png: run `iron eval` again")

@@ -7,7 +7,12 @@ import argparse
 import shlex
 import sys
 
-from ironrender.cli.run import add_config_arguments, config_request
+from ironrender.cli.run import (
+    add_config_arguments,
+    add_steps_argument,
+    config_request,
+    requested_steps,
+)
 
 #: The exit status when the batch ran but some object failed (user errors exit with 2).
 EXIT_SOME_FAILED = 1
@@ -41,11 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("captures", help="folder with one sub-folder per object")
     parser.add_argument("out", help="output folder: OUT/<object>/ per object, summaries")
-    parser.add_argument(
-        "--steps",
-        default="stage1,stage2,export,eval",
-        help="comma-separated subset of stage1,stage2,export,eval (default: all)",
-    )
+    add_steps_argument(parser)
     add_config_arguments(parser)
     parser.add_argument(
         "--address",
@@ -90,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     from ironrender.batch import BatchOptions, run_batch
 
     options = BatchOptions(
-        steps=tuple(s.strip() for s in args.steps.split(",") if s.strip()),
+        steps=requested_steps(args),
         device=args.device,
         downscale=args.downscale,
         address=args.address,

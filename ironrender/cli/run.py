@@ -54,6 +54,27 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_steps_argument(parser: argparse.ArgumentParser) -> None:
+    """``--steps``, shared by ``iron run`` and ``iron batch``."""
+    parser.add_argument(
+        "--steps",
+        default="stage1,stage2,export,eval",
+        help="comma-separated subset of stage1,stage2,export,eval (default: all)",
+    )
+
+
+def requested_steps(args: argparse.Namespace) -> tuple[str, ...]:
+    """``--steps`` as a tuple; an unknown step is a one-line error."""
+    from ironrender.errors import IronError
+    from ironrender.pipeline import STEPS
+
+    steps = tuple(s.strip() for s in args.steps.split(",") if s.strip())
+    unknown = set(steps) - set(STEPS)
+    if unknown:
+        raise IronError(f"unknown step(s) {sorted(unknown)}; choose from {', '.join(STEPS)}")
+    return steps
+
+
 def config_request(args: argparse.Namespace):
     """The :class:`~ironrender.run_config.ConfigRequest` of the options above (resolved once
     the dataset is known)."""
@@ -80,23 +101,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("data", help="dataset folder (train/, test/, optional gt/)")
     parser.add_argument("run", help="output folder for this run")
-    parser.add_argument(
-        "--steps",
-        default="stage1,stage2,export,eval",
-        help="comma-separated subset of stage1,stage2,export,eval (default: all)",
-    )
+    add_steps_argument(parser)
     add_config_arguments(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ironrender.errors import IronError
-    from ironrender.pipeline import STEPS, dataset_steps_for, format_summary, run_pipeline
+    from ironrender.pipeline import dataset_steps_for, format_summary, run_pipeline
 
-    steps = tuple(s.strip() for s in args.steps.split(",") if s.strip())
-    unknown = set(steps) - set(STEPS)
-    if unknown:
-        raise IronError(f"unknown step(s) {sorted(unknown)}; choose from {', '.join(STEPS)}")
+    steps = requested_steps(args)
     config = config_request(args)
     summary = run_pipeline(
         args.data, args.run, config, args.device, steps, dataset_steps_for(args.downscale)
