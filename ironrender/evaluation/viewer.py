@@ -16,8 +16,7 @@ block, ``<script type="application/json" id="iron-viewer-data">``:
   stored twice). A run without held-out views gets the export's preview camera;
 * ``envmap``: the evaluation's environment map (``DATA/gt/envmap.exr``) when there is one,
   averaged down to at most ``ENVMAP_WIDTH`` columns, its columns turned by a quarter turn from
-  Mitsuba's lat-long layout to three.js's (viewer.js says why), float32 RGB base64; else null;
-* ``up``: the capture's up direction.
+  Mitsuba's lat-long layout to three.js's (viewer.js says why), float32 RGB base64; else null.
 """
 
 from __future__ import annotations
@@ -127,17 +126,22 @@ def viewer_data(run_dir: Path, photos: dict[str, str]) -> dict | None:
     for name, photo_id in photos.items():
         if cameras is None or name not in names:
             continue
-        image = Path(run_dir / "eval" / "views" / f"{name}_gt.png")
-        width = Image.open(image).width if image.is_file() else cameras.width(names.index(name))
-        views.append(_view_entry(name, cameras, names.index(name), width, photo_id))
-    up = dataset_up(data_dir) if data_dir is not None else None
+        index = names.index(name)
+        image = run_dir / "eval" / "views" / f"{name}_gt.png"
+        if image.is_file():
+            with Image.open(image) as opened:
+                width = opened.width
+        else:
+            width = cameras.width(index)
+        views.append(_view_entry(name, cameras, index, width, photo_id))
+    if not views:  # the preview camera stands upright for the capture's up
+        views = [_preview_view(dataset_up(data_dir) if data_dir is not None else None)]
     envmap = data_dir / "gt" / "envmap.exr" if data_dir is not None else None
     return {
         "glb": base64.b64encode(glb.read_bytes()).decode(),
         "light_intensity": float(light),
-        "views": views or [_preview_view(up)],
+        "views": views,
         "envmap": envmap_entry(envmap) if envmap is not None and envmap.is_file() else None,
-        "up": None if up is None else [float(v) for v in up],
     }
 
 
