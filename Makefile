@@ -5,10 +5,11 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+KERNELS := $(VENV)/.kernels
 
 .PHONY: demo test lint setup clean-venv bench
 
-setup: $(STAMP)
+setup: $(STAMP) $(KERNELS)
 
 # torch is installed first and pinned through a constraints file, so that no other
 # package can pull in a newer (multi-GB CUDA) build.
@@ -21,17 +22,23 @@ $(STAMP): pyproject.toml constraints.txt
 	@-sh scripts/install-chromium.sh
 	@touch $(STAMP)
 
-demo: $(STAMP)
+# The fused CPU kernel of the dense grid encoding (ironrender/fields/fused_grid.py), compiled
+# once into ~/.cache/ironrender; without a compiler the code falls back to F.grid_sample.
+$(KERNELS): $(STAMP) ironrender/fields/dense_grid_kernel.cpp
+	@-$(BIN)/python -m ironrender.fields.fused_grid
+	@touch $(KERNELS)
+
+demo: setup
 	$(BIN)/iron demo
 
-test: $(STAMP)
+test: setup
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check ironrender tests benchmarks
 	$(BIN)/lint-imports --no-logo
 
-bench: $(STAMP)
+bench: setup
 	$(BIN)/python -m pytest -q -m benchmark
 
 clean-venv:

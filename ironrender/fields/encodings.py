@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ironrender.config import check_choices, option
+from ironrender.fields import fused_grid
 
 
 class PositionalEncoding(nn.Module):
@@ -115,6 +116,11 @@ class DenseGridEncoding(nn.Module):
         self.active_levels = config.levels
 
     def forward(self, x: Tensor) -> Tensor:
+        # The kernel differentiates once: where x itself needs a gradient (autograd's SDF
+        # gradient, then the eikonal loss's double backward) grid_sample does it.
+        fused = fused_grid.fused_available(x) and x.dtype == self.grids[0].dtype
+        if fused and not (x.requires_grad and torch.is_grad_enabled()):
+            return self.features_and_jacobian(x, jacobian=False)[0]
         batch_shape = x.shape[:-1]
         # grid_sample wants (1, N, 1, 1, 3) coordinates in [-1, 1], ordered (x, y, z) -> (W, H, D).
         coords = (x.reshape(1, -1, 1, 1, 3) / self.config.bound).to(self.grids[0].dtype)
@@ -128,6 +134,20 @@ class DenseGridEncoding(nn.Module):
             )  # (1, F, N, 1, 1)
             features.append(sampled.reshape(self.config.features_per_level, -1).t())
         return torch.cat(features, dim=-1).reshape(*batch_shape, self.out_dim)
+
+    def features_and_jacobian(
+        self, x: Tensor, jacobian: bool = True
+    ) -> tuple[Tensor, Tensor | None]:
+        """The features (..., C) and, when ``jacobian``, their derivatives (..., C, 3) with
+        respect to ``x``, from the fused CPU kernel (:mod:`~ironrender.fields.fused_grid`; only
+        where :func:`~ironrender.fields.fused_grid.fused_available`)."""
+        batch_shape = x.shape[:-1]
+        grids = [grid[0] for grid in self.grids]  # (F, R, R, R) views
+        features, jac = fused_grid.encode(
+            x.reshape(-1, 3), grids, self.config.bound, self.active_levels, jacobian
+        )
+        features = features.reshape(*batch_shape, self.out_dim)
+        return features, (jac.reshape(*batch_shape, self.out_dim, 3) if jac is not None else None)
 
     def num_parameters(self) -> int:
         return sum(grid.numel() for grid in self.grids)

@@ -28,7 +28,13 @@ from torch.nn.utils.parametrizations import weight_norm
 
 from ironrender.config import option
 from ironrender.fields.base import SDFField, SDFSample
-from ironrender.fields.encodings import GridConfig, PositionalEncoding, make_grid_encoding
+from ironrender.fields.encodings import (
+    DenseGridEncoding,
+    GridConfig,
+    PositionalEncoding,
+    make_grid_encoding,
+)
+from ironrender.fields.fused_grid import fused_available
 
 XYZ_DIM = 3
 LAST_LAYER_STD = 1e-4  # IDR's std of the last layer's weights under geometric init
@@ -217,6 +223,48 @@ class NeuralSDF(SDFField):
             radius = torch.sqrt((points * points).sum(-1) + NORM_EPSILON)
             sdf = sdf + radius - self.config.init_radius
         return SDFSample(sdf, out[..., 1:])
+
+    def with_gradients(self, points: Tensor, create_graph: bool = True) -> SDFSample:
+        """SDF, features and ``dS/dx``; with the fused dense-grid kernel (``fast``'s SDF on
+        the CPU) by the chain rule written out, otherwise by autograd (:class:`SDFField`).
+
+        The MLP reads ``i = (x, e(x))``, ``e`` the grid encoding, so with ``J = de/dx`` from the
+        kernel ``dS/dx = dS/di_x + J^T dS/di_e (+ x / |x|`` for the sphere prior): autograd only
+        differentiates the small MLP, and the grids' part of the double backward (the eikonal
+        loss's) is the kernel's gradient of ``J``.
+        """
+        if not self._chain_rule_gradients(points):
+            return super().with_gradients(points, create_graph)
+        with torch.enable_grad():
+            features, jacobian = self.grid.features_and_jacobian(points)
+            inputs = torch.cat([points, features], dim=-1)  # encode(x) when pe_freqs = 0
+            if not inputs.requires_grad:  # nothing upstream learns: differentiate the MLP only
+                inputs = inputs.detach().requires_grad_(True)
+            out = self.mlp(inputs)
+            (slope,) = torch.autograd.grad(
+                out[..., 0], inputs, torch.ones_like(out[..., 0]), create_graph=create_graph
+            )
+        sdf = out[..., 0]
+        gradients = slope[..., :XYZ_DIM] + (jacobian * slope[..., XYZ_DIM:, None]).sum(-2)
+        if self.config.sphere_prior:
+            radius = torch.sqrt((points * points).sum(-1) + NORM_EPSILON)
+            sdf = sdf + radius - self.config.init_radius
+            gradients = gradients + points / radius[..., None]
+        sample = SDFSample(sdf, out[..., 1:], gradients)
+        if not create_graph:
+            return SDFSample(sdf.detach(), sample.features.detach(), gradients.detach())
+        return sample
+
+    def _chain_rule_gradients(self, points: Tensor) -> bool:
+        """Can :meth:`with_gradients` take the fused kernel's Jacobian? (a dense grid, raw x as
+        the only other input, float CPU points of the grid's dtype, the kernel built)"""
+        return (
+            isinstance(self.grid, DenseGridEncoding)
+            and self.pe.num_freqs == 0
+            and self.pe.include_input
+            and points.dtype == self.grid.grids[0].dtype
+            and fused_available(points)
+        )
 
     def set_active_levels(self, levels: int) -> None:
         """Coarse-to-fine: only the ``levels`` coarsest grid levels contribute."""

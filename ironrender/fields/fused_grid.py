@@ -1,0 +1,152 @@
+"""The dense grid encoding's fused CPU kernel (``dense_grid_kernel.cpp``), and how it is loaded.
+
+Why: profiled on 2 CPU cores (BENCHMARKS.md, "Profiles"), about 60 % of a stage-1 step went
+to ``F.grid_sample``: one call per level forward, its backward for the SDF's gradient, and in
+the loss's backward the double backward that the eikonal term needs (PyTorch composes it from
+hundreds of small tensor operations). The kernel reads all the levels a point needs in one
+pass and returns the features with their Jacobian ``J = d features / d x``; the SDF's gradient
+is then ``dS/dx = dS/dx_direct + J^T dS/d features`` (the chain rule, written out in
+:meth:`ironrender.fields.sdf.NeuralSDF.with_gradients`), so no backward pass is needed to get
+it, and the loss's backward is one kernel call that scatters both the features' and the
+Jacobian's gradients into the grids.
+
+The kernel is compiled on first use with PyTorch's C++ extension tool (a C++ compiler and
+``ninja``; ``make setup`` builds it once) into ``$IRONRENDER_CACHE`` (default
+``~/.cache/ironrender``). Where it cannot be built (no compiler), or with
+``IRONRENDER_FUSED=0``, or for tensors that are not float CPU tensors (CUDA), the encoding uses
+``F.grid_sample`` as before: the same numbers within float rounding
+(``tests/test_fused_grid.py``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cache
+from pathlib import Path
+from types import ModuleType
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+KERNEL_SOURCE = Path(__file__).with_name("dense_grid_kernel.cpp")
+DISABLE_VARIABLE = "IRONRENDER_FUSED"
+
+
+def cache_dir() -> Path:
+    """Where compiled kernels live: ``$IRONRENDER_CACHE`` or ``~/.cache/ironrender``."""
+    root = os.environ.get("IRONRENDER_CACHE") or Path.home() / ".cache" / "ironrender"
+    return Path(root) / "extensions"
+
+
+@cache
+def kernel() -> ModuleType | None:
+    """The compiled kernel, built on first call; None where it cannot be (the reason warned
+    once) or where ``IRONRENDER_FUSED=0``."""
+    if os.environ.get(DISABLE_VARIABLE, "1") == "0":
+        return None
+    from torch.utils import cpp_extension
+
+    build = cache_dir() / "dense_grid"
+    try:
+        build.mkdir(parents=True, exist_ok=True)
+        if not any(build.glob("*.so")):
+            print(
+                f"compiling the fused dense-grid kernel into {build} (once, about 30 s)",
+                file=sys.stderr,
+                flush=True,
+            )
+        return cpp_extension.load(
+            name="ironrender_dense_grid",
+            sources=[str(KERNEL_SOURCE)],
+            extra_cflags=["-O3", "-fopenmp"],
+            extra_ldflags=["-fopenmp"],
+            build_directory=str(build),
+            verbose=False,
+        )
+    except Exception as error:  # no compiler, no ninja, headers missing: fall back, say why
+        reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+        warnings.warn(
+            f"the fused dense-grid kernel could not be built ({reason}); using F.grid_sample"
+            " (slower on the CPU, same results)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return None
+
+
+_switched_off = False
+
+
+@contextmanager
+def switched_off() -> Iterator[None]:
+    """Within it, the encodings use ``F.grid_sample`` (side-by-side benchmarks, tests)."""
+    global _switched_off
+    before, _switched_off = _switched_off, True
+    try:
+        yield
+    finally:
+        _switched_off = before
+
+
+def fused_available(points: Tensor) -> bool:
+    """Will the encodings take the fused kernel for these points? (float CPU tensors, the
+    kernel built, not :func:`switched_off`)."""
+    return (
+        not _switched_off
+        and points.device.type == "cpu"
+        and points.dtype in (torch.float32, torch.float64)
+        and kernel() is not None
+    )
+
+
+def encode(
+    points: Tensor, grids: list[Tensor], bound: float, active: int, jacobian: bool
+) -> tuple[Tensor, Tensor | None]:
+    """Features (N, C) of ``grids`` (each (F, R, R, R)) at ``points`` (N, 3), and their
+    Jacobian (N, C, 3) with respect to the points when ``jacobian``; differentiable in the
+    points and the grids through both outputs (once)."""
+    features, jac = _DenseGrid.apply(points.contiguous(), bound, active, jacobian, *grids)
+    return features, (jac if jacobian else None)
+
+
+class _DenseGrid(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, points, bound, active, jacobian, *grids):
+        grids = [g.contiguous() for g in grids]
+        features, jac = kernel().forward(points, grids, bound, active, jacobian)
+        ctx.save_for_backward(points, *grids)
+        ctx.bound, ctx.active = bound, active
+        if not jacobian:
+            jac = points.new_zeros(0)
+            ctx.mark_non_differentiable(jac)
+        return features, jac
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_features, grad_jacobian):
+        points, *grids = ctx.saved_tensors
+        empty = points.new_zeros(0)
+        *grad_grids, grad_points = kernel().backward(
+            points,
+            grids,
+            grad_features if grad_features is not None else empty,
+            grad_jacobian if grad_jacobian is not None else empty,
+            ctx.bound,
+            ctx.active,
+            ctx.needs_input_grad[0],
+        )
+        needs = ctx.needs_input_grad[4:]
+        grad_grids = [g if need else None for g, need in zip(grad_grids, needs, strict=True)]
+        return grad_points, None, None, None, *grad_grids
+
+
+if __name__ == "__main__":  # `make setup`: build the kernel at install time
+    if kernel() is None:
+        print("fused dense-grid kernel: not built; F.grid_sample will be used", file=sys.stderr)
+    else:
+        print(f"fused dense-grid kernel: ready in {cache_dir() / 'dense_grid'}")
