@@ -37,6 +37,7 @@ from typing import Literal, get_args
 
 import torch
 from torch import Tensor, nn
+from torch.profiler import record_function
 
 from ironrender.config import check_choices, option
 from ironrender.data.cameras import Cameras, RayBundle
@@ -271,7 +272,8 @@ def render_rays(
     near, far, _ = sphere_bounds(rays.origins, rays.directions, config.sphere_radius)
     if proposal is None:
         proposal = sdf_field.sdf
-    z = place_samples(rays, near, far, proposal, config, jitter, generator)
+    with record_function("volume: place samples"):  # profile labels: benchmarks/profile_step.py
+        z = place_samples(rays, near, far, proposal, config, jitter, generator)
 
     # Sections [z_i, z_{i+1}]; the last one is as long as a coarse stratum. Shade at midpoints.
     last = ((far - near) / config.n_coarse)[:, None]
@@ -280,14 +282,18 @@ def render_rays(
     points = rays.origins[:, None, :] + rays.directions[:, None, :] * mid[..., None]
     view_dirs = rays.directions[:, None, :].expand_as(points)
 
-    sample = sdf_field.with_gradients(points, create_graph=create_graph)
-    colors = radiance(points, sample.gradients, view_dirs, sample.features)
-    cos = (view_dirs * sample.gradients).sum(-1)
-    alpha = neus_alpha(sample.sdf, cos, dists, inv_s, cos_anneal_ratio)
-    weights = composite_weights(alpha)
+    with record_function("volume: SDF and its gradient"):
+        sample = sdf_field.with_gradients(points, create_graph=create_graph)
+    with record_function("volume: radiance"):
+        colors = radiance(points, sample.gradients, view_dirs, sample.features)
+    with record_function("volume: weights"):
+        cos = (view_dirs * sample.gradients).sum(-1)
+        alpha = neus_alpha(sample.sdf, cos, dists, inv_s, cos_anneal_ratio)
+        weights = composite_weights(alpha)
+    with record_function("volume: background"):
+        behind = background(rays.origins, rays.directions, jitter, generator)
 
     opacity = weights.sum(-1)
-    behind = background(rays.origins, rays.directions, jitter, generator)
     rgb = (weights[..., None] * colors).sum(-2) + (1.0 - opacity)[:, None] * behind
     depth = (weights * mid).sum(-1) / opacity.clamp(min=TRANSMITTANCE_EPSILON)
     unit_normals = torch.nn.functional.normalize(sample.gradients, dim=-1)

@@ -34,6 +34,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.profiler import record_function
 
 from ironrender.config import from_dict, to_dict
 from ironrender.data.cameras import Cameras
@@ -364,9 +365,11 @@ def _train_step(
     anneal = _apply_schedules(state, config)
     model = state.model
     if state.cache is not None and state.step % train.proposal_refresh_every == 0:
-        state.cache.refresh(model.sdf)
-    flat = sampler.sample(train.batch_rays, state.generator)
-    rays = pixel_rays(cameras, flat, sampler.shape)
+        with record_function("stage 1: refresh the proposal grid"):
+            state.cache.refresh(model.sdf)
+    with record_function("stage 1: draw rays"):
+        flat = sampler.sample(train.batch_rays, state.generator)
+        rays = pixel_rays(cameras, flat, sampler.shape)
     out = render_rays(
         rays,
         model.sdf,
@@ -379,19 +382,22 @@ def _train_step(
         jitter=True,
         generator=state.generator,
     )
-    target = targets.pixels(flat)
-    color_loss = F.l1_loss(out.rgb, target)
-    inside = out.points.norm(dim=-1) < EIKONAL_RADIUS
-    eikonal = ((out.gradients.norm(dim=-1) - 1.0) ** 2)[inside].mean()
-    loss = color_loss + train.eikonal_weight * eikonal
+    with record_function("stage 1: loss"):
+        target = targets.pixels(flat)
+        color_loss = F.l1_loss(out.rgb, target)
+        inside = out.points.norm(dim=-1) < EIKONAL_RADIUS
+        eikonal = ((out.gradients.norm(dim=-1) - 1.0) ** 2)[inside].mean()
+        loss = color_loss + train.eikonal_weight * eikonal
     if not torch.isfinite(loss):
         raise IronError(
             f"stage 1: the loss became {loss.item()} at step {state.step}; stopped, the last good"
             " checkpoint is kept (try a lower train.lr / train.grid_lr)"
         )
     state.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    state.optimizer.step()
+    with record_function("stage 1: backward"):
+        loss.backward()
+    with record_function("stage 1: optimiser"):
+        state.optimizer.step()
     with torch.no_grad():
         mse = F.mse_loss(out.rgb, target).item()
     return {
