@@ -166,3 +166,22 @@ def test_fallback_when_the_kernel_cannot_be_built(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["False", "1", "True", "True"]
+
+
+def test_backward_is_the_same_whatever_the_thread_count():
+    """Levels scatter in parallel, not points: no atomics, so a resumed run repeats itself."""
+    grids = _grids((16, 24, 40), features=2, dtype=torch.float32)
+    points = (_interior_points(20000, 1.0).float()).requires_grad_(True)
+    threads = torch.get_num_threads()
+    results = []
+    for count in (1, 3):
+        torch.set_num_threads(count)
+        for grid in grids:
+            grid.grad = None
+        points.grad = None
+        features, jacobian = fused_grid.encode(points, grids, 1.0, 3, jacobian=True)
+        (features.sin().sum() + jacobian.square().sum()).backward()
+        results.append([points.grad.clone(), *(g.grad.clone() for g in grids)])
+    torch.set_num_threads(threads)
+    for one, many in zip(*results, strict=True):
+        assert torch.equal(one, many)

@@ -20,8 +20,11 @@
 //   dL/dG_f[c] += g_f w_c + sum_a h_fa s_a dw_c/dt_a
 //   dL/dp_a    += s_a sum_f sum_c G_f[c] (g_f dw_c/dt_a + sum_{b != a} h_fb s_b d2w_c/dt_a dt_b)
 //
-// (d2w_c/dt_a^2 = 0: the weights are linear in each t_a.) Points run in parallel
-// (at::parallel_for); the scatter into the grids uses atomic adds.
+// (d2w_c/dt_a^2 = 0: the weights are linear in each t_a.) The forward pass runs the points in
+// parallel; the backward pass runs the levels in parallel, each thread scattering into its own
+// levels' grids and its own rows of per-level point gradients that are then summed in level
+// order: no atomics, and the same sums in the same order whatever the thread count, so a
+// resumed run repeats an uninterrupted one bit for bit.
 
 #include <torch/extension.h>
 
@@ -85,13 +88,6 @@ inline void corner_weights(const Cell<scalar_t>& cell, int c, scalar_t& w, scala
   dw[0] = sign[0] * factor[1] * factor[2];
   dw[1] = factor[0] * sign[1] * factor[2];
   dw[2] = factor[0] * factor[1] * sign[2];
-}
-
-// Outside the dispatch macro: a pragma cannot stand inside a macro's argument.
-template <typename scalar_t>
-inline void atomic_add(scalar_t* target, scalar_t value) {
-#pragma omp atomic
-  *target += value;
 }
 
 template <typename scalar_t>
@@ -201,24 +197,24 @@ std::vector<torch::Tensor> dense_grid_backward(torch::Tensor points, std::vector
     result.push_back(level < levels && (has_g || has_h) ? torch::zeros_like(grids[level])
                                                         : torch::Tensor());
   }
-  auto grad_points = point_gradient ? torch::zeros_like(points) : torch::Tensor();
+  auto per_level = point_gradient ? torch::zeros({std::max<int64_t>(levels, 1), n, 3}, points.options())
+                                 : torch::Tensor();
   if (!has_g && !has_h) {
-    result.push_back(grad_points);
+    result.push_back(point_gradient ? per_level.sum(0) : torch::Tensor());
     return result;
   }
   AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "dense_grid_backward", [&] {
     const scalar_t* p = points.data_ptr<scalar_t>();
     const scalar_t* gf = has_g ? grad_features.data_ptr<scalar_t>() : nullptr;
     const scalar_t* hj = has_h ? grad_jacobian.data_ptr<scalar_t>() : nullptr;
-    scalar_t* gp = point_gradient ? grad_points.data_ptr<scalar_t>() : nullptr;
-    for (int64_t level = 0; level < levels; ++level) {
-      const scalar_t* g = grids[level].data_ptr<scalar_t>();
-      scalar_t* dg = result[level].data_ptr<scalar_t>();
-      const int64_t R = grids[level].size(1), F = grids[level].size(0), block = R * R * R;
-      const int64_t offset = offsets[level];
-      // Levels one after the other: a point's gradient is written by one thread per level.
-      at::parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) {
-        for (int64_t i = begin; i < end; ++i) {
+    at::parallel_for(0, levels, 1, [&](int64_t first, int64_t last) {
+      for (int64_t level = first; level < last; ++level) {
+        const scalar_t* g = grids[level].data_ptr<scalar_t>();
+        scalar_t* dg = result[level].data_ptr<scalar_t>();
+        scalar_t* gp = point_gradient ? per_level[level].data_ptr<scalar_t>() : nullptr;
+        const int64_t R = grids[level].size(1), F = grids[level].size(0), block = R * R * R;
+        const int64_t offset = offsets[level];
+        for (int64_t i = 0; i < n; ++i) {
           const Cell<scalar_t> cell = locate(p + 3 * i, R, bound);
           scalar_t gi[kMaxFeatures] = {0};
           scalar_t hi[kMaxFeatures][3] = {{0}};  // h_fa s_a
@@ -235,11 +231,8 @@ std::vector<torch::Tensor> dense_grid_backward(torch::Tensor points, std::vector
             corner_weights(cell, c, w, dw, sign, factor);
             const int64_t corner = corner_index(cell, c);
             for (int64_t f = 0; f < F; ++f) {
-              const scalar_t contribution =
+              dg[f * block + corner] +=
                   gi[f] * w + hi[f][0] * dw[0] + hi[f][1] * dw[1] + hi[f][2] * dw[2];
-              if (contribution != 0) {
-                atomic_add(dg + f * block + corner, contribution);
-              }
               if (gp != nullptr) {
                 const scalar_t v = g[f * block + corner];
                 // d2w/dt_a dt_b = sign_a sign_b factor_other (a != b)
@@ -253,13 +246,13 @@ std::vector<torch::Tensor> dense_grid_backward(torch::Tensor points, std::vector
             }
           }
           if (gp != nullptr) {
-            for (int a = 0; a < 3; ++a) gp[3 * i + a] += point[a] * cell.s[a];
+            for (int a = 0; a < 3; ++a) gp[3 * i + a] = point[a] * cell.s[a];
           }
         }
-      });
-    }
+      }
+    });
   });
-  result.push_back(grad_points);
+  result.push_back(point_gradient ? per_level.sum(0) : torch::Tensor());
   return result;
 }
 
