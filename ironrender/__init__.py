@@ -17,6 +17,7 @@ import-linter contracts, checked by ``make lint`` and ``tests/test_layout.py``):
 ``config``         typed configuration dataclasses from and to JSON, ``--set`` overrides
 ``run_folder``     the names of a run folder's files and its record of finished steps
 ``storage``        atomic file writes
+``threads``        the CPU threads a run may use (affinity, cgroup quota)
 ``errors``         the one-line errors users see
 =================  ===============================================================================
 """

@@ -54,6 +54,7 @@ from ironrender.run_folder import (
     write_progress,
 )
 from ironrender.storage import atomic_write_text
+from ironrender.threads import configure_threads
 from ironrender.training.stage1 import train_stage1
 from ironrender.training.stage2 import train_stage2
 from ironrender.training.surface_check import ADVICE, read_surface_check
@@ -322,6 +323,8 @@ def run_pipeline(
     if device.type == "cuda" and not torch.cuda.is_available():
         raise IronError("--device cuda: no CUDA device is available here; use --device cpu")
     run = Run(Path(data_dir), Path(run_dir), device, steps=tuple(steps))
+    if device.type == "cpu":
+        print(configure_threads())
     torch.set_flush_denormal(True)  # Softplus(100) MLPs produce denormals: 5x slower on CPU
     metrics: dict[str, float] = {}
     # Bad input must not leave an empty run folder behind: options and dataset checked first.

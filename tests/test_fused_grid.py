@@ -136,14 +136,19 @@ def test_sdf_gradient_and_its_double_backward_match_autograd_through_grid_sample
         torch.testing.assert_close(fused_theta, reference_theta, rtol=1e-9, atol=1e-9)
 
 
-def test_encoding_takes_grid_sample_where_the_points_need_autograd_twice():
-    """Autograd's own SDF gradient (points requiring grad through ``forward``) must stay on the
-    twice-differentiable path."""
+def test_a_second_derivative_through_the_kernel_raises_and_the_sdf_avoids_it():
+    """The kernel differentiates once: differentiating its gradient again is an error, never a
+    silent zero; an SDF whose gradient autograd must take (PE and a grid) switches it off."""
     encoding = DenseGridEncoding(GridConfig(max_resolution=24)).double()
     x = _interior_points(50, 1.0).requires_grad_(True)
-    (gradient,) = torch.autograd.grad(encoding(x).sum(), x, create_graph=True)
-    gradient.square().sum().backward()  # would raise through a once-differentiable kernel
-    assert encoding.grids[-1].grad is not None
+    with pytest.raises(RuntimeError, match="differentiated once"):
+        torch.autograd.grad(encoding(x).sum(), x, create_graph=True)
+    sdf = NeuralSDF(SDFConfig(pe_freqs=2, grid=GridConfig(max_resolution=24))).double()
+    with torch.no_grad():  # the geometric init gives the grid's inputs zero weight
+        sdf.mlp.layers[0].weight.normal_(0, 0.1)
+    sample = sdf.with_gradients(x.detach())
+    ((sample.gradients.norm(dim=-1) - 1) ** 2).sum().backward()
+    assert sdf.grid.grids[0].grad is not None and sdf.grid.grids[0].grad.abs().sum() > 0
 
 
 def test_fallback_when_the_kernel_cannot_be_built(tmp_path):

@@ -3,6 +3,7 @@
 ==============  ===============================================================================
 ``base``        the contract of a signed-distance field (neural or analytic), gradients
 ``encodings``   positional encoding and multi-resolution dense grids
+``fused_grid``  the dense grid's fused CPU kernel (``dense_grid_kernel.cpp``), built on first use
 ``sdf``         the neural SDF (IRON's ``SDFNetwork``) and NeuS's variance
 ``radiance``    stage 1's colour network (stage 2's diffuse albedo starts from it)
 ``background``  the room behind the object, outside the unit sphere (NeRF++-style)

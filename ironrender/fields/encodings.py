@@ -116,10 +116,9 @@ class DenseGridEncoding(nn.Module):
         self.active_levels = config.levels
 
     def forward(self, x: Tensor) -> Tensor:
-        # The kernel differentiates once: where x itself needs a gradient (autograd's SDF
-        # gradient, then the eikonal loss's double backward) grid_sample does it.
-        fused = fused_grid.fused_available(x) and x.dtype == self.grids[0].dtype
-        if fused and not (x.requires_grad and torch.is_grad_enabled()):
+        # The kernel differentiates once (a second time raises): autograd's own SDF gradient
+        # with a double backward switches it off (NeuralSDF.with_gradients).
+        if fused_grid.fused_available(x) and x.dtype == self.grids[0].dtype:
             return self.features_and_jacobian(x, jacobian=False)[0]
         batch_shape = x.shape[:-1]
         # grid_sample wants (1, N, 1, 1, 3) coordinates in [-1, 1], ordered (x, y, z) -> (W, H, D).

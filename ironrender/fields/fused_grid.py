@@ -31,10 +31,13 @@ from types import ModuleType
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
 KERNEL_SOURCE = Path(__file__).with_name("dense_grid_kernel.cpp")
 DISABLE_VARIABLE = "IRONRENDER_FUSED"
+TWICE = (
+    "the fused dense-grid kernel is differentiated once; for a gradient of its gradient"
+    " (create_graph through the encoding) run under fused_grid.switched_off()"
+)
 
 
 def cache_dir() -> Path:
@@ -109,7 +112,7 @@ def encode(
 ) -> tuple[Tensor, Tensor | None]:
     """Features (N, C) of ``grids`` (each (F, R, R, R)) at ``points`` (N, 3), and their
     Jacobian (N, C, 3) with respect to the points when ``jacobian``; differentiable in the
-    points and the grids through both outputs (once)."""
+    points and the grids through both outputs, once (a second derivative raises)."""
     features, jac = _DenseGrid.apply(points.contiguous(), bound, active, jacobian, *grids)
     return features, (jac if jacobian else None)
 
@@ -127,8 +130,9 @@ class _DenseGrid(torch.autograd.Function):
         return features, jac
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad_features, grad_jacobian):
+        if torch.is_grad_enabled():  # create_graph: a second derivative is asked for
+            raise RuntimeError(TWICE)
         points, *grids = ctx.saved_tensors
         empty = points.new_zeros(0)
         *grad_grids, grad_points = kernel().backward(

@@ -34,7 +34,7 @@ from ironrender.fields.encodings import (
     PositionalEncoding,
     make_grid_encoding,
 )
-from ironrender.fields.fused_grid import fused_available
+from ironrender.fields import fused_grid
 
 XYZ_DIM = 3
 LAST_LAYER_STD = 1e-4  # IDR's std of the last layer's weights under geometric init
@@ -234,7 +234,8 @@ class NeuralSDF(SDFField):
         loss's) is the kernel's gradient of ``J``.
         """
         if not self._chain_rule_gradients(points):
-            return super().with_gradients(points, create_graph)
+            with fused_grid.switched_off():  # autograd differentiates the grid twice
+                return super().with_gradients(points, create_graph)
         with torch.enable_grad():
             features, jacobian = self.grid.features_and_jacobian(points)
             inputs = torch.cat([points, features], dim=-1)  # encode(x) when pe_freqs = 0
@@ -263,7 +264,7 @@ class NeuralSDF(SDFField):
             and self.pe.num_freqs == 0
             and self.pe.include_input
             and points.dtype == self.grid.grids[0].dtype
-            and fused_available(points)
+            and fused_grid.fused_available(points)
         )
 
     def set_active_levels(self, levels: int) -> None:

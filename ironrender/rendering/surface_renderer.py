@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
+from torch.profiler import record_function
 
 from ironrender.config import option
 from ironrender.data.cameras import Cameras
@@ -147,7 +148,8 @@ def render_patch(
     light = _Light(cameras.flash_positions[index], cameras.colocated)
 
     # 1. Trace pixel centres (no gradients).
-    trace = sphere_trace(sdf, origins, directions, config.trace)
+    with record_function("surface: sphere tracing"):  # profile labels: profile_stage2.py
+        trace = sphere_trace(sdf, origins, directions, config.trace)
     depth = (trace.t * rays.z_scale).reshape(H, W)
 
     # 2. Edge pixels and their 3D edge points.
@@ -155,24 +157,26 @@ def render_patch(
     edge_points = origins.new_zeros(0, 3)
     edge_pixels = torch.zeros(0, dtype=torch.long, device=origins.device)
     if edges and bool(trace.hit.any()):
-        candidates = depth_discontinuities(
-            depth, trace.hit.reshape(H, W), config.edges.depth_gradient_threshold
-        ).reshape(-1)
-        starts = origins[candidates] + trace.t[candidates, None] * directions[candidates]
-        walk = walk_to_edges(sdf, starts, eye, config.edges)
-        selected = select_edge_pixels(
-            cameras, index, walk.points[walk.found], walk.normals[walk.found]
-        )
-        if config.edges.fill_gaps:
-            selected = fill_edge_gaps(cameras, index, selected)
-        edge_pixels, edge_points = selected.pixels, selected.points
-        edge_flat[edge_pixels] = True
+        with record_function("surface: find edges"):
+            candidates = depth_discontinuities(
+                depth, trace.hit.reshape(H, W), config.edges.depth_gradient_threshold
+            ).reshape(-1)
+            starts = origins[candidates] + trace.t[candidates, None] * directions[candidates]
+            walk = walk_to_edges(sdf, starts, eye, config.edges)
+            selected = select_edge_pixels(
+                cameras, index, walk.points[walk.found], walk.normals[walk.found]
+            )
+            if config.edges.fill_gaps:
+                selected = fill_edge_gaps(cameras, index, selected)
+            edge_pixels, edge_points = selected.pixels, selected.points
+            edge_flat[edge_pixels] = True
 
     # 3. Interior pixels.
     interior = TraceResult(t=trace.t, hit=trace.hit & ~edge_flat, converged=trace.converged)
-    inner = _shade_traced(
-        sdf, shade, origins, directions, interior, light, config, training, background
-    )
+    with record_function("surface: shade interior pixels"):
+        inner = _shade_traced(
+            sdf, shade, origins, directions, interior, light, config, training, background
+        )
     color = inner.color
     extras = inner.extras
     normals = origins.new_zeros(H * W, 3)
@@ -183,9 +187,10 @@ def render_patch(
     edge_uv = origins.new_zeros(0, 2)
     edge_weight = origins.new_zeros(0)
     if edge_pixels.numel() > 0:
-        edge = _render_edge_pixels(
-            sdf, shade, cameras, index, edge_pixels, edge_points, config, training, background
-        )
+        with record_function("surface: shade edge pixels"):
+            edge = _render_edge_pixels(
+                sdf, shade, cameras, index, edge_pixels, edge_points, config, training, background
+            )
         color = color.index_put((edge_pixels,), edge.color)
         # A shader may return no extras for zero hits (interior or A/B): merge the union, zeros
         # where a side had none, so neither side's keys are assumed to exist on the other.

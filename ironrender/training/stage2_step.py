@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
+from torch.profiler import record_function
 
 from ironrender.data.cameras import Cameras
 from ironrender.data.dataset import Split
@@ -157,25 +158,28 @@ def training_step(
     """
     model = state.model
     device = split.images.device
-    patch = sample_patch(
-        split, config.patch_size, state.generator, masks, config.object_patch_fraction
-    )
+    with record_function("stage 2: draw a patch"):  # profile labels: profile_stage2.py
+        patch = sample_patch(
+            split, config.patch_size, state.generator, masks, config.object_patch_fraction
+        )
     image = model.render_patch(patch.camera, render, edges=config.edges)
     color = model.observe(image.color, patch.view)
     pixels = image.color.shape[0] * image.color.shape[1]
     count = config.eikonal_points or pixels // 2
-    points = random_eikonal_points(count, device, state.generator)
-    random_gradients = model.sdf.with_gradients(points).gradients
+    with record_function("stage 2: eikonal points"):
+        points = random_eikonal_points(count, device, state.generator)
+        random_gradients = model.sdf.with_gradients(points).gradients
     roughness = image.extras.get("roughness", image.color.new_zeros(*image.color.shape[:2], 1))
     curve = None if split.hdr else split.tone_curve
-    terms = stage2_loss(
-        prediction_to_loss_domain(color, curve),
-        target_to_loss_domain(patch.target, curve),
-        image.mask,
-        [random_gradients, image.eikonal_gradients],
-        roughness,
-        config.weights,
-    )
+    with record_function("stage 2: loss"):
+        terms = stage2_loss(
+            prediction_to_loss_domain(color, curve),
+            target_to_loss_domain(patch.target, curve),
+            image.mask,
+            [random_gradients, image.eikonal_gradients],
+            roughness,
+            config.weights,
+        )
     for name, (weight, value) in model.penalties(config).items():
         terms.penalties[name] = value
         terms.total = terms.total + weight * value
@@ -183,7 +187,8 @@ def training_step(
         optimizer.zero_grad(set_to_none=True)
     finite = bool(torch.isfinite(terms.total))
     if finite:
-        terms.total.backward()
+        with record_function("stage 2: backward"):
+            terms.total.backward()
         grads = [
             p.grad
             for o in state.optimizers.values()
@@ -204,6 +209,7 @@ def training_step(
         set_learning_rates(
             state.optimizers, learning_rate_factor(step, 0, config.steps, config.lr_alpha)
         )
-    for optimizer in state.optimizers.values():
-        optimizer.step()
+    with record_function("stage 2: optimisers"):
+        for optimizer in state.optimizers.values():
+            optimizer.step()
     return terms
