@@ -144,8 +144,9 @@ def test_a_second_derivative_through_the_kernel_raises_and_the_sdf_avoids_it():
     with pytest.raises(RuntimeError, match="differentiated once"):
         torch.autograd.grad(encoding(x).sum(), x, create_graph=True)
     sdf = NeuralSDF(SDFConfig(pe_freqs=2, grid=GridConfig(max_resolution=24))).double()
-    with torch.no_grad():  # the geometric init gives the grid's inputs zero weight
-        sdf.mlp.layers[0].weight.normal_(0, 0.1)
+    with torch.no_grad():  # at init the grid's inputs and the SDF output have zero weight
+        for layer in sdf.mlp.layers:
+            layer.weight.add_(torch.randn_like(layer.weight) * 0.1)
     sample = sdf.with_gradients(x.detach())
     ((sample.gradients.norm(dim=-1) - 1) ** 2).sum().backward()
     assert sdf.grid.grids[0].grad is not None and sdf.grid.grids[0].grad.abs().sum() > 0

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from torch.nn.utils.parametrizations import weight_norm
 
 from ironrender.config import option
+from ironrender.fields import fused_grid
 from ironrender.fields.base import SDFField, SDFSample
 from ironrender.fields.encodings import (
     DenseGridEncoding,
@@ -34,7 +35,6 @@ from ironrender.fields.encodings import (
     PositionalEncoding,
     make_grid_encoding,
 )
-from ironrender.fields import fused_grid
 
 XYZ_DIM = 3
 LAST_LAYER_STD = 1e-4  # IDR's std of the last layer's weights under geometric init
