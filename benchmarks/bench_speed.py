@@ -5,7 +5,8 @@ after the other on one machine; one row each in BENCHMARKS.md ("Speed, side by s
 
 The older revision is checked out once as a git worktree (``/tmp/ironrender-rev-REV``) and
 run with this virtual environment, its tree first on ``PYTHONPATH``; the new one is this
-working tree. Both runs start from nothing in fresh run folders under ``--work``, under
+working tree (or ``--new REV``, checked out likewise). Both runs start from nothing in fresh run
+folders under ``--work`` (a tree's compiled kernels built beforehand, not timed), under
 tcmalloc as ``iron`` runs. Reported per run: the wall time of each step (``progress.json``),
 the total, and the quality the evaluation measured (test PSNR, the object's PSNR, the Chamfer
 distance on a synthetic capture, the SfM distances on a real one). Old runs first: on a busy
@@ -63,6 +64,9 @@ def worktree(revision: str) -> Path:
 def run(tree: Path, data: Path, run_dir: Path, overrides: list[str]) -> float:
     """``iron run DATA RUN`` with the code of ``tree``; its wall time."""
     env = dict(os.environ, PYTHONPATH=str(tree))
+    build = "import importlib.util as u\nif u.find_spec('ironrender.fields.fused_grid'):\n"
+    build += "    from ironrender.fields import fused_grid; fused_grid.kernel()"
+    subprocess.run([sys.executable, "-c", build], check=True, env=env, cwd=tree)
     command = [sys.executable, "-m", "ironrender", "run", str(data), str(run_dir)]
     for item in overrides:
         command += ["--set", item]
@@ -94,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--label", default=None, help="the capture's name in the table")
     parser.add_argument("--work", type=Path, default=Path("/tmp/ironrender-speed"))
     parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument(
+        "--new", default=None, help="a revision for the new side (default: this working tree)"
+    )
     parser.add_argument("--only-new", action="store_true", help="skip the old revision's run")
     parser.add_argument("--no-write", action="store_true", help="print, do not touch BENCHMARKS")
     args = parser.parse_args(argv)
@@ -105,7 +112,11 @@ def main(argv: list[str] | None = None) -> int:
         text=True,
     ).stdout.strip()
     trees = [] if args.only_new else [(f"old ({args.old})", worktree(args.old))]
-    trees.append((f"new ({head})", ROOT))
+    if args.new is not None:  # a checkout: edits to this tree during the runs do not leak in
+        new = worktree(args.new)
+        trees.append((f"new ({new.name.rsplit('-', 1)[-1]})", new))
+    else:
+        trees.append((f"new ({head})", ROOT))
     for name, tree in trees:
         run_dir = args.work / f"{label.replace(' ', '_')}-{name.split()[0]}"
         if run_dir.exists():
