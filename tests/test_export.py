@@ -14,7 +14,7 @@ import trimesh
 
 from ironrender.errors import IronError
 from ironrender.export.mesh import decimate
-from ironrender.fields.level_set import extract_mesh
+from ironrender.fields.level_set import extract_mesh, mesh_from_grid, sdf_grid
 
 SPHERE_RADIUS = 0.6
 TORUS_MAJOR = 0.55
@@ -54,6 +54,31 @@ def test_torus_has_genus_one_and_points_on_the_surface():
     distance = torus_sdf(torch.as_tensor(mesh.vertices, dtype=torch.float32)).numpy()
     assert np.abs(distance).max() < 0.1 * (2 / 79)
     assert mesh.volume == pytest.approx(2 * np.pi**2 * TORUS_MAJOR * TORUS_MINOR**2, rel=0.02)
+
+
+@pytest.mark.parametrize("slope", [1.0, 3.0])
+def test_narrow_band_grid_gives_the_full_grids_mesh_and_asks_far_fewer_points(slope):
+    """Blocks far from the surface are skipped; with a slope of 3 (the skip rule assumes at
+    most 2) some are skipped wrongly at first, and the sign-change repair must ask them."""
+    asked = []
+
+    def steep_torus(points: torch.Tensor) -> torch.Tensor:
+        asked.append(len(points))
+        return slope * torus_sdf(points)
+
+    band = sdf_grid(steep_torus, 97, chunk=20_000, narrow_band=True)
+    band_points, asked[:] = sum(asked), []
+    full = sdf_grid(steep_torus, 97, chunk=20_000, narrow_band=False)
+    assert sum(asked) == 97**3 and band_points < 0.6 * 97**3
+    np.testing.assert_array_equal(band < 0, full < 0)
+    crossing = np.zeros(full.shape, dtype=bool)  # nodes on an edge marching cubes cuts
+    for axis in range(3):
+        change = np.diff(full < 0, axis=axis)
+        crossing |= np.pad(change, [(0, 1) if a == axis else (0, 0) for a in range(3)])
+        crossing |= np.pad(change, [(1, 0) if a == axis else (0, 0) for a in range(3)])
+    np.testing.assert_array_equal(band[crossing], full[crossing])
+    a, b = mesh_from_grid(band), mesh_from_grid(full)
+    np.testing.assert_allclose(a.vertices, b.vertices, atol=1e-6)
 
 
 def test_keep_largest_component_drops_the_small_sphere():
