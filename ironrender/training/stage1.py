@@ -252,15 +252,9 @@ def train_stage1(
         mesh_path = write_mesh(state.model.sdf, mesh_file, log.mesh_resolution, device)
         check_and_save(state.model, state.cache, config.volume, split.cameras, sampler, stage_dir,
                        log.progress)  # fmt: skip
+    wall = time.perf_counter() - started
     return Stage1Result(
-        Path(run_dir),
-        checkpoint_path,
-        mesh_path,
-        state.step,
-        loss_value,
-        psnr_value,
-        time.perf_counter() - started,
-        losses,
+        Path(run_dir), checkpoint_path, mesh_path, state.step, loss_value, psnr_value, wall, losses
     )
 
 
