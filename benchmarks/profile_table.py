@@ -81,13 +81,18 @@ def profile_steps(
     return {phase: dict(kinds) for phase, kinds in table.items()}
 
 
-def markdown(table: dict[str, dict[str, float]], wall: list[float], title: str) -> str:
+def markdown(
+    table: dict[str, dict[str, float]], wall: list[float], title: str, mean: bool = False
+) -> str:
     """The profile as a Markdown table: per phase the share of the profiled step in each kind,
-    its row total, and a total row; the unprofiled wall time per step in the title line."""
+    its row total, and a total row; the unprofiled wall time per step in the title line, the
+    median of the steps or, with ``mean`` (steps of unequal cost: a periodic refresh), their
+    mean."""
     total = sum(sum(kinds.values()) for kinds in table.values())
-    median = statistics.median(wall)
+    typical = statistics.mean(wall) if mean else statistics.median(wall)
+    statistic = "mean over whole refresh cycles" if mean else "median"
     lines = [
-        f"{title}: {median * 1000:.0f} ms a step (median of {len(wall)}, no profiler); "
+        f"{title}: {typical * 1000:.0f} ms a step ({statistic} of {len(wall)}, no profiler); "
         f"profiled {total * 1000:.0f} ms",
         "",
         "| phase | " + " | ".join(KINDS) + " | total |",
