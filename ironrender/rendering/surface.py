@@ -30,9 +30,15 @@ from ironrender.fields.base import SDFField
 
 @dataclass
 class SphereTraceConfig:
-    """Sphere tracing and fallback parameters (defaults: IRON's ``RayTracer``)."""
+    """Sphere tracing and fallback parameters (IRON's ``RayTracer`` but for ``max_iterations``).
 
-    max_iterations: int = option(16, "sphere-tracing steps (step = SDF value, no relaxation)")
+    IRON stops sphere tracing after 16 steps (the ``paper`` preset does). Rays that graze the
+    surface need more, and each of them then pays 128 SDF samples plus bisection in the
+    fallback, which cost more than the march itself; ours march up to 64 steps
+    (BENCHMARKS.md, "Sphere tracing: 16 or 64 steps").
+    """
+
+    max_iterations: int = option(64, "sphere-tracing steps (step = SDF value, no relaxation)")
     threshold: float = option(5e-5, "converged when |s| <= threshold")
     fallback_samples: int = option(128, "uniform samples for rays that did not converge")
     bisection_tolerance: float = option(1e-4, "bisect until the bracket is shorter (2 x threshold)")

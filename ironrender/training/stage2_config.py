@@ -9,6 +9,7 @@ from ironrender.config import check_choices, option
 from ironrender.data.tone_curve import DEFAULT_TONE_CURVE, ToneCurve
 from ironrender.fields.materials import MaterialConfig, paper_material_config
 from ironrender.rendering.edges import EdgeConfig
+from ironrender.rendering.surface import SphereTraceConfig
 from ironrender.rendering.surface_renderer import SurfaceRenderConfig
 from ironrender.training.losses import LossWeights
 
@@ -125,7 +126,10 @@ def paper_stage2_config() -> Stage2Config:
         # edge -> w = 0.5) is available as footprint="reference", but it gives a third of the
         # true silhouette gradient (tests/test_edges.py), so the paper preset follows the paper,
         # not that quirk.
-        render=SurfaceRenderConfig(edges=EdgeConfig(footprint="circle", fill_gaps=False)),
+        render=SurfaceRenderConfig(
+            trace=SphereTraceConfig(max_iterations=16),  # IRON's RayTracer; ours march 64
+            edges=EdgeConfig(footprint="circle", fill_gaps=False),
+        ),
         edge_step_pixels=0.0,
         background="black",  # IRON's stage 2 renders misses black
         object_patch_fraction=0.0,  # and draws its patches uniformly
