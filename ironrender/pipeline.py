@@ -57,7 +57,7 @@ from ironrender.storage import atomic_write_text
 from ironrender.threads import configure_threads
 from ironrender.training.stage1 import train_stage1
 from ironrender.training.stage2 import train_stage2
-from ironrender.training.surface_check import ADVICE, read_surface_check
+from ironrender.training.surface_check import read_surface_check
 from ironrender.training.time_budget import read_plan
 
 __all__ = [
@@ -422,7 +422,7 @@ def format_summary(summary: RunSummary) -> str:
             lines.append(f"  {key:<16} {summary.metrics[key]:.4g}")
     surface = read_surface_check(summary.run_dir / STAGE1_DIR)
     if surface is not None and not surface.formed:
-        lines += [f"  {surface.line()}", f"WARNING: {ADVICE}"]
+        lines += [f"  {surface.line()}", f"WARNING: {surface.advice}"]
     if summary.report:
         lines.append(f"report: {summary.report}")
     export = summary.run_dir / EXPORT_DIR

@@ -14,13 +14,17 @@ import torch
 import trimesh
 
 from ironrender.budget import footprint_pixels
+from ironrender.data.dataset import load_split
 from ironrender.evaluation.report import build_report
+from ironrender.fields.base import SDFField, SDFSample
 from ironrender.pipeline import RunSummary, format_summary
 from ironrender.rendering.volume import composite_weights, neus_alpha
-from ironrender.training.stage1 import train_stage1
+from ironrender.training.pixel_batches import PixelSampler, PixelTargets
+from ironrender.training.stage1 import Stage1Model, train_stage1
 from ironrender.training.surface_check import (
     BAND,
     SURFACE_FILE,
+    check_surface,
     judge,
     read_surface_check,
     required_inv_s,
@@ -72,6 +76,48 @@ def test_verdict_needs_both_sharpness_and_concentration():
     assert not judge(39.0, 96.0, 0.72, 0.9).formed  # gilding on black cloth: fuzzy normals
     assert not judge(280.0, 192.0, 0.3, 0.9).formed  # sharp, but weight spread over layers
     assert "NO SURFACE" in judge(13.7, 96.0, 0.2, 0.9).line()
+    assert not judge(194.0, 96.0, 1.0, 1.0, at_sphere=0.9).formed  # a shell (floored from step 0)
+
+
+class _ExactSDF(SDFField):
+    """A closed-form SDF standing in for a trained one: the scene's sphere, or a thin shell
+    just inside the bounding sphere (what a floored field closed around the gilded capture)."""
+
+    grid = None
+
+    def __init__(self, shell: bool, feature_dim: int):
+        super().__init__()
+        self.shell, self.feature_dim = shell, feature_dim
+
+    def forward(self, points):
+        radius = points.norm(dim=-1)
+        if self.shell:  # |(|x| - 0.97)| - 0.02: surfaces at |x| = 0.99 and 0.95
+            sdf = (radius - 0.97).abs() - 0.02
+        else:
+            sdf = (points - CENTER).norm(dim=-1) - RADIUS
+        return SDFSample(sdf, points.new_zeros(*points.shape[:-1], self.feature_dim))
+
+
+@pytest.mark.parametrize("shell", [False, True])
+def test_a_sharp_shell_at_the_bounding_sphere_is_no_surface(scene, shell):  # noqa: F811
+    """Both fields are sharp (inv_s 300) and concentrated; only the shell stops the object's
+    rays where they enter the bounding sphere, and only it is called no surface."""
+    config = small_config(steps=1)
+    config = dataclasses.replace(
+        config, volume=dataclasses.replace(config.volume, background="black")
+    )
+    model = Stage1Model(config)
+    model.sdf = _ExactSDF(shell, model.sdf.feature_dim)
+    model.variance.variance.data.fill_(math.log(300.0) / model.variance.scale)
+    split = load_split(scene, "train")
+    sampler = PixelSampler(PixelTargets(split.images), 1.0, 0.02)
+    check = check_surface(model, None, config.volume, split.cameras, sampler, rays=1024)
+    assert check.inv_s == pytest.approx(300.0, rel=1e-4) and check.concentration > 0.9
+    if shell:
+        assert check.at_sphere > 0.95 and check.shell and not check.formed
+        assert "shell at the bounding sphere" in check.line()
+    else:
+        assert check.at_sphere == 0.0 and check.formed, check.line()
 
 
 def test_required_sharpness_is_a_band_of_two_pixels_or_cells():

@@ -26,7 +26,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from ironrender.evaluation.viewer import viewer_data, viewer_section
 from ironrender.run_folder import STAGE1_DIR
 from ironrender.storage import atomic_write_text
-from ironrender.training.surface_check import ADVICE, read_surface_check
+from ironrender.training.surface_check import read_surface_check
 
 MAX_VIEWS = 8
 CURVE_WIDTH, CURVE_HEIGHT = 360, 160
@@ -130,7 +130,8 @@ def build_report(run_dir: str | Path, title: str | None = None) -> Path:
     surface = read_surface_check(run_dir / STAGE1_DIR)
     if surface is not None and not surface.formed:
         sections.append(
-            f"<div class=alarm><b>{html.escape(surface.line())}</b><br>{html.escape(ADVICE)}</div>"
+            f"<div class=alarm><b>{html.escape(surface.line())}</b><br>"
+            f"{html.escape(surface.advice)}</div>"
         )
 
     metrics_path = eval_dir / "metrics.json"

@@ -16,6 +16,13 @@ starts from a ball. Two measurements tell the cases apart:
 * **concentration**: over rays through the object (opacity >= ``OPAQUE``), the share of each
   ray's weight within ``BAND`` of its weighted median depth, median over the rays. A surface
   puts nearly all weight within the band; fog, or a sharp field with several layers, spreads it.
+* **a shell**: the share of those rays whose median depth lies within ``BAND`` of where they
+  enter the bounding sphere. A field can also be sharp and wrong: floored from its first step on
+  the gilded reproduction, stage 1 closed the whole unit sphere into a shell (inv_s 194,
+  concentration 1.0, the normals panel a disc filling the frame, Chamfer 48 %; BENCHMARKS.md,
+  "Stage 1 on shiny objects"), and a real fog ball made sharp by the floor would look the same.
+  An object inside the sphere is met deeper than that by all but the rays that graze its edge
+  or a support leaving the sphere.
 
 The check runs on rays through the training photographs' foreground pixels (the pixel sampler's),
 drawn with a fixed seed so that it does not touch the training RNG. It is saved as
@@ -33,6 +40,7 @@ import torch
 
 from ironrender.budget import footprint_pixels
 from ironrender.data.cameras import Cameras
+from ironrender.rendering.samplers import sphere_bounds
 from ironrender.rendering.volume import render_rays
 from ironrender.storage import atomic_write_text
 from ironrender.training.pixel_batches import PixelSampler, pixel_rays
@@ -48,6 +56,7 @@ CELLS = 2.0  # the thickest surface band, in cells or pixels, that still counts 
 # real gilt capture 13.7) with 0.59-0.65; gilding on black cloth alone reaches 39 and 0.72, its
 # normals a fuzzy blob and its Chamfer 2.1 %: not formed either.
 MIN_CONCENTRATION = 0.6
+MAX_AT_SPHERE = 0.5  # a shell: more than this share of the object's rays stop at the sphere
 
 ADVICE = (
     "stage 1 did not form a surface (the object is fog, and stage 2, export and evaluation"
@@ -56,6 +65,14 @@ ADVICE = (
     " --set stage1.train.steps=N), photographs that cover the object from more sides, a"
     " backdrop lighter than the object,"
     " and look at RUN/stage1/previews (the normals panel shows the shape stage 1 found)"
+)
+SHELL_ADVICE = (
+    "stage 1 did not form a surface: a closed shell at the edge of the bounding sphere hides the"
+    " object (stage 2, export and evaluation start from it). Try: a later sharpness floor (--set"
+    " stage1.train.min_inv_s_from=1) or none (--set stage1.train.min_inv_s=0), the room as a"
+    " field if it is not (--set stage1.volume.background=field), a normalisation that puts the"
+    " object well inside the unit sphere, and look at RUN/stage1/previews (a disc filling the"
+    " normals panel is the shell)"
 )
 
 
@@ -68,14 +85,28 @@ class SurfaceCheck:
     concentration: float  # median share of a ray's weight within BAND of its median depth
     opaque_rays: float  # share of the checked rays with opacity >= OPAQUE
     formed: bool
+    at_sphere: float = 0.0  # share of the opaque rays stopping at the bounding sphere (a shell)
+
+    @property
+    def shell(self) -> bool:
+        return self.at_sphere > MAX_AT_SPHERE
+
+    @property
+    def advice(self) -> str:
+        """What went wrong and what to try, for a check that failed."""
+        return SHELL_ADVICE if self.shell else ADVICE
 
     def line(self) -> str:
         verdict = "a surface formed" if self.formed else "NO SURFACE: the object is fog"
+        if self.shell:
+            verdict = "NO SURFACE: a shell at the bounding sphere hides the object"
         return (
             f"stage 1 surface check: {verdict} (inv_s {self.inv_s:.1f}, need >="
             f" {self.required_inv_s:.0f} for a band of {CELLS:g} cells or pixels;"
             f" weight within +-{BAND:g} of the surface {self.concentration:.0%}, need >="
-            f" {MIN_CONCENTRATION:.0%}; {self.opaque_rays:.0%} of foreground rays opaque)"
+            f" {MIN_CONCENTRATION:.0%}; {self.opaque_rays:.0%} of foreground rays opaque,"
+            f" {self.at_sphere:.0%} of them stop at the bounding sphere, need <="
+            f" {MAX_AT_SPHERE:.0%})"
         )
 
 
@@ -86,22 +117,31 @@ def required_inv_s(footprint: float, grid_resolution: int | None) -> float:
     return 2.0 * finest / CELLS
 
 
-def judge(inv_s: float, required: float, concentration: float, opaque_rays: float) -> SurfaceCheck:
+def judge(
+    inv_s: float, required: float, concentration: float, opaque_rays: float, at_sphere: float = 0.0
+) -> SurfaceCheck:
     """The verdict on measured values."""
     formed = inv_s >= required and concentration >= MIN_CONCENTRATION
-    return SurfaceCheck(inv_s, required, concentration, opaque_rays, formed)
+    formed = formed and at_sphere <= MAX_AT_SPHERE
+    return SurfaceCheck(inv_s, required, concentration, opaque_rays, formed, at_sphere)
 
 
 def weight_concentration(weights: torch.Tensor, depths: torch.Tensor, band: float = BAND):
     """Per ray (R,): the share of its weight (R, S) at depths (R, S, sorted) within ``band`` of
     its weighted median depth, and its opacity (the weights' sum)."""
     opacity = weights.sum(-1)
-    cumulative = weights.cumsum(-1)
-    median_index = (cumulative < 0.5 * opacity[:, None]).sum(-1).clamp(max=weights.shape[1] - 1)
-    median = depths.gather(1, median_index[:, None])
+    median = median_depth(weights, depths)[:, None]
     near = (depths - median).abs() <= band
     share = (weights * near).sum(-1) / opacity.clamp(min=1e-8)
     return share, opacity
+
+
+def median_depth(weights: torch.Tensor, depths: torch.Tensor) -> torch.Tensor:
+    """Per ray (R,): the depth (R, S, sorted) where its cumulative weight reaches half its sum."""
+    cumulative = weights.cumsum(-1)
+    half = 0.5 * weights.sum(-1, keepdim=True)
+    median_index = (cumulative < half).sum(-1).clamp(max=weights.shape[1] - 1)
+    return depths.gather(1, median_index[:, None]).squeeze(1)
 
 
 @torch.no_grad()
@@ -119,7 +159,7 @@ def check_surface(
     finally:
         sampler.fraction = saved
     bundle = pixel_rays(cameras, flat, sampler.shape)
-    shares, opacities = [], []
+    shares, opacities, at_sphere = [], [], []
     inv_s = model.variance.inv_s()
     for start in range(0, rays, 1024):
         part = bundle[start : start + 1024]
@@ -131,12 +171,15 @@ def check_surface(
         share, opacity = weight_concentration(out.weights.detach(), depths)
         shares.append(share)
         opacities.append(opacity)
-    share, opacity = torch.cat(shares), torch.cat(opacities)
+        near, _, _ = sphere_bounds(part.origins, part.directions, volume_config.sphere_radius)
+        at_sphere.append(median_depth(out.weights.detach(), depths) - near <= BAND)
+    share, opacity, stops = torch.cat(shares), torch.cat(opacities), torch.cat(at_sphere)
     opaque = opacity >= OPAQUE
     concentration = float(share[opaque].median()) if opaque.any() else 0.0
+    shell = float(stops[opaque].float().mean()) if opaque.any() else 0.0
     grid = model.sdf.grid.config.max_resolution if model.sdf.grid is not None else None
     required = required_inv_s(footprint_pixels(cameras), grid)
-    return judge(float(inv_s), required, concentration, float(opaque.float().mean()))
+    return judge(float(inv_s), required, concentration, float(opaque.float().mean()), shell)
 
 
 def save_surface_check(stage_dir: Path, check: SurfaceCheck) -> None:
@@ -165,5 +208,5 @@ def check_and_save(
     if verbose or not check.formed:
         print(check.line())
     if not check.formed:
-        print(f"WARNING: {ADVICE}")
+        print(f"WARNING: {check.advice}")
     return check
