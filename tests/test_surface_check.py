@@ -113,6 +113,7 @@ def test_a_sharp_shell_at_the_bounding_sphere_is_no_surface(scene, shell):  # no
     sampler = PixelSampler(PixelTargets(split.images), 1.0, 0.02)
     check = check_surface(model, None, config.volume, split.cameras, sampler, rays=1024)
     assert check.inv_s == pytest.approx(300.0, rel=1e-4) and check.concentration > 0.9
+    assert check.learnt_inv_s == pytest.approx(300.0, rel=1e-4) and not check.floored
     if shell:
         assert check.at_sphere > 0.95 and check.shell and not check.formed
         assert "shell at the bounding sphere" in check.line()
@@ -158,9 +159,13 @@ def test_sharpness_floor_makes_the_surface_and_keeps_it_right(scene, tmp_path, c
         config, train=train, log=dataclasses.replace(config.log, checkpoint_every=100)
     )
     result = train_stage1(scene, tmp_path / "floored", config, "cpu")
-    assert "WARNING" not in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "WARNING" not in out
     check = read_surface_check(tmp_path / "floored" / "stage1")
     assert check.formed and check.inv_s == pytest.approx(150.0, rel=1e-4), check.line()
+    # the floor did the work (the sphere learns about 42 alone), and the log says so
+    assert check.floored and 20 < check.learnt_inv_s < 100, check.learnt_inv_s
+    assert "note: the sharpness floor, not the photographs, made this surface sharp" in out
     assert check.concentration > math.tanh(150.0 * BAND / 2) - 0.1
     assert "class=alarm" not in build_report(tmp_path / "floored").read_text()
     mesh = trimesh.load(result.mesh)

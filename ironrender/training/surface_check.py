@@ -32,6 +32,7 @@ with what to try.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -66,6 +67,14 @@ ADVICE = (
     " backdrop lighter than the object,"
     " and look at RUN/stage1/previews (the normals panel shows the shape stage 1 found)"
 )
+FLOORED_NOTE = (
+    "the sharpness floor, not the photographs, made this surface sharp (NeuS's own inv_s stopped"
+    " at {learnt:.0f}, the floor is at {floor:.0f}): a shiny or dark object, or one the"
+    " photographs see poorly. Such a"
+    " surface keeps some of the fog's shape; more stage-1 steps reduce it (on the gilded"
+    " reproduction, 1500 -> 3000 steps took the exported mesh's Chamfer from 0.63 to 0.55 %:"
+    " --set stage1.train.steps=N, or --minutes)"
+)
 SHELL_ADVICE = (
     "stage 1 did not form a surface: a closed shell at the edge of the bounding sphere hides the"
     " object (stage 2, export and evaluation start from it). Try: a later sharpness floor (--set"
@@ -86,6 +95,12 @@ class SurfaceCheck:
     opaque_rays: float  # share of the checked rays with opacity >= OPAQUE
     formed: bool
     at_sphere: float = 0.0  # share of the opaque rays stopping at the bounding sphere (a shell)
+    learnt_inv_s: float = 0.0  # exp(10 v) before the sharpness floor's clamp; 0: not recorded
+
+    @property
+    def floored(self) -> bool:
+        """The sharpness floor, not the photographs, made this surface sharp."""
+        return 0 < self.learnt_inv_s < self.inv_s
 
     @property
     def shell(self) -> bool:
@@ -179,7 +194,9 @@ def check_surface(
     shell = float(stops[opaque].float().mean()) if opaque.any() else 0.0
     grid = model.sdf.grid.config.max_resolution if model.sdf.grid is not None else None
     required = required_inv_s(footprint_pixels(cameras), grid)
-    return judge(float(inv_s), required, concentration, float(opaque.float().mean()), shell)
+    check = judge(float(inv_s), required, concentration, float(opaque.float().mean()), shell)
+    learnt = torch.exp(model.variance.variance * model.variance.scale)
+    return dataclasses.replace(check, learnt_inv_s=float(learnt))
 
 
 def save_surface_check(stage_dir: Path, check: SurfaceCheck) -> None:
@@ -209,4 +226,6 @@ def check_and_save(
         print(check.line())
     if not check.formed:
         print(f"WARNING: {check.advice}")
+    elif check.floored:
+        print(f"note: {FLOORED_NOTE.format(learnt=check.learnt_inv_s, floor=check.inv_s)}")
     return check
