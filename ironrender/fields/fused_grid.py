@@ -20,6 +20,9 @@ The kernel is compiled on first use with PyTorch's C++ extension tool (a C++ com
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import importlib.util
 import os
 import sys
 import warnings
@@ -31,6 +34,8 @@ from types import ModuleType
 
 import torch
 from torch import Tensor
+
+from ironrender.storage import atomic_write_text
 
 KERNEL_SOURCE = Path(__file__).with_name("dense_grid_kernel.cpp")
 DISABLE_VARIABLE = "IRONRENDER_FUSED"
@@ -46,31 +51,30 @@ def cache_dir() -> Path:
     return Path(root) / "extensions"
 
 
+LIBRARY = "ironrender_dense_grid"
+FLAGS = ("-O3", "-fopenmp")
+
+
 @cache
 def kernel() -> ModuleType | None:
     """The compiled kernel, built on first call; None where it cannot be (the reason warned
-    once) or where ``IRONRENDER_FUSED=0``."""
+    once) or where ``IRONRENDER_FUSED=0``.
+
+    A kernel built for this source, this PyTorch and this Python (its fingerprint in a stamp
+    beside it) is imported directly. PyTorch's own loader would take its build lock (a ``lock``
+    file) on every start, even with nothing to build, and a process killed while holding it
+    leaves the file behind: every later process then waits for it forever (found by
+    ``tests/test_reliability.py``'s kill storm). Builds are serialised by an ``flock`` instead,
+    which the kernel releases when its holder dies.
+    """
     if os.environ.get(DISABLE_VARIABLE, "1") == "0":
         return None
-    from torch.utils import cpp_extension
-
     build = cache_dir() / "dense_grid"
     try:
         build.mkdir(parents=True, exist_ok=True)
-        if not any(build.glob("*.so")):
-            print(
-                f"compiling the fused dense-grid kernel into {build} (once, about 30 s)",
-                file=sys.stderr,
-                flush=True,
-            )
-        return cpp_extension.load(
-            name="ironrender_dense_grid",
-            sources=[str(KERNEL_SOURCE)],
-            extra_cflags=["-O3", "-fopenmp"],
-            extra_ldflags=["-fopenmp"],
-            build_directory=str(build),
-            verbose=False,
-        )
+        if _built(build):
+            return _import(build / f"{LIBRARY}.so")
+        return _build(build)
     except Exception as error:  # no compiler, no ninja, headers missing: fall back, say why
         reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
         warnings.warn(
@@ -80,6 +84,52 @@ def kernel() -> ModuleType | None:
             stacklevel=2,
         )
         return None
+
+
+def _fingerprint() -> str:
+    """What a built kernel depends on: its source, the flags, PyTorch's and Python's versions."""
+    digest = hashlib.sha256(KERNEL_SOURCE.read_bytes())
+    digest.update(f"{FLAGS} {torch.__version__} {sys.version}".encode())
+    return digest.hexdigest()
+
+
+def _built(build: Path) -> bool:
+    stamp = build / f"{LIBRARY}.stamp"
+    library = build / f"{LIBRARY}.so"
+    return library.is_file() and stamp.is_file() and stamp.read_text() == _fingerprint()
+
+
+def _import(library: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(LIBRARY, library)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _build(build: Path) -> ModuleType:
+    """Compile under an exclusive ``flock`` (another process building: wait for it, then use
+    its kernel), then stamp the result."""
+    from torch.utils import cpp_extension
+
+    with open(build / "build.flock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        if _built(build):
+            return _import(build / f"{LIBRARY}.so")
+        # Holding the flock, no other process of ours is building: a torch lock file here was
+        # left by a builder that was killed, and would make cpp_extension wait for ever.
+        (build / "lock").unlink(missing_ok=True)
+        print(f"compiling the fused dense-grid kernel into {build} (once, about 30 s)",
+              file=sys.stderr, flush=True)  # fmt: skip
+        module = cpp_extension.load(
+            name=LIBRARY,
+            sources=[str(KERNEL_SOURCE)],
+            extra_cflags=list(FLAGS),
+            extra_ldflags=["-fopenmp"],
+            build_directory=str(build),
+            verbose=False,
+        )
+        atomic_write_text(build / f"{LIBRARY}.stamp", _fingerprint())
+        return module
 
 
 _switched_off = False
