@@ -20,7 +20,6 @@ The kernel is compiled on first use with PyTorch's C++ extension tool (a C++ com
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import importlib.util
 import os
@@ -33,6 +32,7 @@ from pathlib import Path
 from types import ModuleType
 
 import torch
+from filelock import FileLock
 from torch import Tensor
 
 from ironrender.storage import atomic_write_text
@@ -64,8 +64,8 @@ def kernel() -> ModuleType | None:
     beside it) is imported directly. PyTorch's own loader would take its build lock (a ``lock``
     file) on every start, even with nothing to build, and a process killed while holding it
     leaves the file behind: every later process then waits for it forever (found by
-    ``tests/test_reliability.py``'s kill storm). Builds are serialised by an ``flock`` instead,
-    which the kernel releases when its holder dies.
+    ``tests/test_reliability.py``'s kill storm). Builds are serialised by a ``filelock`` lock
+    instead, which the operating system releases when its holder dies.
     """
     if os.environ.get(DISABLE_VARIABLE, "1") == "0":
         return None
@@ -107,15 +107,14 @@ def _import(library: Path) -> ModuleType:
 
 
 def _build(build: Path) -> ModuleType:
-    """Compile under an exclusive ``flock`` (another process building: wait for it, then use
-    its kernel), then stamp the result."""
+    """Compile under an exclusive lock (another process building: wait for it, then use its
+    kernel), then stamp the result."""
     from torch.utils import cpp_extension
 
-    with open(build / "build.flock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    with FileLock(build / "build.lock"):
         if _built(build):
             return _import(build / f"{LIBRARY}.so")
-        # Holding the flock, no other process of ours is building: a torch lock file here was
+        # Holding our lock, no other process of ours is building: a torch lock file here was
         # left by a builder that was killed, and would make cpp_extension wait for ever.
         (build / "lock").unlink(missing_ok=True)
         print(f"compiling the fused dense-grid kernel into {build} (once, about 30 s)",
