@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from ironrender.data.cameras import Cameras, intrinsics_from_fov, look_at
+from ironrender.errors import IronError
 from ironrender.fields.base import SDFField, SDFSample, SphereSDF
 from ironrender.rendering.surface import (
     SphereTraceConfig,
@@ -142,3 +144,11 @@ def test_patch_of_a_crop_equals_the_window_of_the_full_image_and_misses_are_blac
     assert crop.extras["r"].shape == (20, 30, 1)
     assert float(full.color[~full.mask].abs().max()) == 0.0
     assert int(full.edge_mask.sum()) > 0
+
+
+def test_trace_counts_that_would_trace_nothing_are_refused():
+    """A negative step count would call every pixel a miss without a word."""
+    for bad in ({"max_iterations": -1}, {"fallback_samples": 1}):
+        with pytest.raises(IronError, match="max_iterations must be >= 0"):
+            SphereTraceConfig(**bad)
+    assert SphereTraceConfig(max_iterations=0).max_iterations == 0

@@ -292,7 +292,11 @@ class NeuSVariance(nn.Module):
 
     def inv_s(self) -> Tensor:
         """``max(exp(scale v), floor)``: where the floor holds, ``v`` gets no gradient."""
-        return torch.exp(self.variance * self.scale).clamp(min=self.floor)
+        return self.learnt_inv_s().clamp(min=self.floor)
+
+    def learnt_inv_s(self) -> Tensor:
+        """``exp(scale v)``: the sharpness NeuS learnt, before the floor."""
+        return torch.exp(self.variance * self.scale)
 
 
 def _default_floor(module, state_dict, prefix, *args) -> None:

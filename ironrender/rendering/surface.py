@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ironrender.config import option
+from ironrender.errors import IronError
 from ironrender.fields.base import SDFField
 
 
@@ -45,6 +46,14 @@ class SphereTraceConfig:
     bounding_radius: float = option(1.0, "the object lies inside the sphere |x| < bounding_radius")
     chunk_size: int = option(200_000, "points per SDF evaluation in the fallback")
     min_cos: float = option(1e-4, "lower clamp of g . v in the interior reparameterisation")
+
+    def __post_init__(self) -> None:
+        # A negative count would trace nothing and call every pixel a miss, in silence.
+        if self.max_iterations < 0 or self.fallback_samples < 2:
+            raise IronError(
+                "stage2.render.trace: max_iterations must be >= 0 and fallback_samples >= 2,"
+                f" not {self.max_iterations} and {self.fallback_samples}"
+            )
 
 
 @dataclass

@@ -32,7 +32,6 @@ with what to try.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -133,20 +132,34 @@ def required_inv_s(footprint: float, grid_resolution: int | None) -> float:
 
 
 def judge(
-    inv_s: float, required: float, concentration: float, opaque_rays: float, at_sphere: float = 0.0
+    inv_s: float,
+    required: float,
+    concentration: float,
+    opaque_rays: float,
+    at_sphere: float = 0.0,
+    learnt_inv_s: float = 0.0,
 ) -> SurfaceCheck:
-    """The verdict on measured values."""
+    """The verdict on measured values (``learnt_inv_s`` is recorded, it does not judge)."""
     formed = inv_s >= required and concentration >= MIN_CONCENTRATION
     formed = formed and at_sphere <= MAX_AT_SPHERE
-    return SurfaceCheck(inv_s, required, concentration, opaque_rays, formed, at_sphere)
+    return SurfaceCheck(
+        inv_s, required, concentration, opaque_rays, formed, at_sphere, learnt_inv_s
+    )
 
 
-def weight_concentration(weights: torch.Tensor, depths: torch.Tensor, band: float = BAND):
+def weight_concentration(
+    weights: torch.Tensor,
+    depths: torch.Tensor,
+    band: float = BAND,
+    median: torch.Tensor | None = None,
+):
     """Per ray (R,): the share of its weight (R, S) at depths (R, S, sorted) within ``band`` of
-    its weighted median depth, and its opacity (the weights' sum)."""
+    its weighted median depth (``median``, when the caller has it), and its opacity (the weights'
+    sum)."""
     opacity = weights.sum(-1)
-    median = median_depth(weights, depths)[:, None]
-    near = (depths - median).abs() <= band
+    if median is None:
+        median = median_depth(weights, depths)
+    near = (depths - median[:, None]).abs() <= band
     share = (weights * near).sum(-1) / opacity.clamp(min=1e-8)
     return share, opacity
 
@@ -183,20 +196,21 @@ def check_surface(
             proposal=cache, create_graph=False,
         )  # fmt: skip
         depths = ((out.points - part.origins[:, None]) * part.directions[:, None]).sum(-1)
-        share, opacity = weight_concentration(out.weights.detach(), depths)
+        median = median_depth(out.weights, depths)
+        share, opacity = weight_concentration(out.weights, depths, median=median)
         shares.append(share)
         opacities.append(opacity)
         near, _, _ = sphere_bounds(part.origins, part.directions, volume_config.sphere_radius)
-        at_sphere.append(median_depth(out.weights.detach(), depths) - near <= BAND)
+        at_sphere.append(median - near <= BAND)
     share, opacity, stops = torch.cat(shares), torch.cat(opacities), torch.cat(at_sphere)
     opaque = opacity >= OPAQUE
     concentration = float(share[opaque].median()) if opaque.any() else 0.0
     shell = float(stops[opaque].float().mean()) if opaque.any() else 0.0
     grid = model.sdf.grid.config.max_resolution if model.sdf.grid is not None else None
     required = required_inv_s(footprint_pixels(cameras), grid)
-    check = judge(float(inv_s), required, concentration, float(opaque.float().mean()), shell)
-    learnt = torch.exp(model.variance.variance * model.variance.scale)
-    return dataclasses.replace(check, learnt_inv_s=float(learnt))
+    opaque_share = float(opaque.float().mean())
+    learnt = float(model.variance.learnt_inv_s())
+    return judge(float(inv_s), required, concentration, opaque_share, shell, learnt)
 
 
 def save_surface_check(stage_dir: Path, check: SurfaceCheck) -> None:
