@@ -56,6 +56,7 @@ from typing import Literal
 from ironrender.config import check_choices, option
 from ironrender.data.camera_file import split_cameras
 from ironrender.data.cameras import Cameras
+from ironrender.data.capture_file import Remedy, capture_remedies, read_capture
 from ironrender.errors import IronError
 
 #: The capture the ``fast`` preset was tuned on: the default scene's footprint, in pixels.
@@ -106,6 +107,8 @@ class CaptureSize:
     footprint: float  # D = median 2 f / d over the training views, pixels
     test_pixels: int  # pixels of all test views (what evaluation renders)
     test_longest: int = 0  # their largest side, pixels
+    #: the defaults the dataset's capture file calls for (:mod:`ironrender.data.capture_file`)
+    remedies: tuple[Remedy, ...] = ()
 
     def eval_pixels(self, max_size: int) -> float:
         """Test pixels evaluation renders when it shrinks views to ``max_size`` at most."""
@@ -131,7 +134,8 @@ def capture_size(data_dir: str | Path) -> CaptureSize:
     test_pixels = int(test.sizes.prod(-1).sum()) if test is not None else 0
     test_longest = int(test.sizes.max()) if test is not None and len(test) else 0
     width, height = (int(v) for v in cameras.sizes.max(0).values)
-    return CaptureSize(len(cameras), width, height, footprint, test_pixels, test_longest)
+    remedies = tuple(capture_remedies(read_capture(data_dir)))
+    return CaptureSize(len(cameras), width, height, footprint, test_pixels, test_longest, remedies)
 
 
 @dataclass(frozen=True)

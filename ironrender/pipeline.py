@@ -35,6 +35,7 @@ from ironrender.export.run import export_run
 from ironrender.run_config import (  # re-exported: the pipeline is where users look for them
     ConfigRequest,
     RunConfig,
+    remedy_lines,
     resolve_config,
     run_preset,
 )
@@ -352,6 +353,8 @@ def run_pipeline(
             config = config.for_run(run.run_dir, run.capture)
         if config.budget.footprint:
             print(budget_line(config))
+        for line in remedy_lines(config, run.capture):
+            print(line)
         done = read_progress(run.run_dir)["done"]
         if any(name not in done for name in TRAINING_STAGES if name in steps):
             check_memory(run.data_dir, device)  # before loading, not half-way through

@@ -232,12 +232,34 @@ def resolve_steps(
 
     start = ResolveStep("preset", run_preset(preset))
     steps = [start, *finish(start.config)]
+    before = [start]
     if capture is not None and steps[-1].config.budget.rule == "capture":
         # The rule scales the preset's counts; the file and the overrides then win over it.
         base = dataclasses.replace(start.config, budget=steps[-1].config.budget)
-        rule = ResolveStep("capture rule", scale_to_capture(base, capture))
-        steps = [start, rule, *finish(rule.config)]
+        before.append(ResolveStep("capture rule", scale_to_capture(base, capture)))
+    if capture is not None and capture.remedies and preset != "paper":
+        # What the dataset says about its images (DATA/capture.json); IRON's preset stays IRON.
+        config = before[-1].config
+        for remedy in capture.remedies:
+            config = merge(config, override_data(f"{remedy.key}={json.dumps(remedy.value)}"))
+        keys = tuple(remedy.key for remedy in capture.remedies)
+        before.append(ResolveStep("capture file", config, keys))
+    if len(before) > 1:
+        steps = [*before, *finish(before[-1].config)]
     return steps
+
+
+def remedy_lines(config: RunConfig, capture: CaptureSize | None) -> list[str]:
+    """One log line per capture-file default the run's configuration holds, with its reason
+    (a default a ``--set`` changed is not said)."""
+    if capture is None:
+        return []
+    values = leaf_values(config)
+    return [
+        f"[capture] {r.key}={json.dumps(r.value)}: {r.reason}"
+        for r in capture.remedies
+        if values.get(r.key) == r.value
+    ]
 
 
 def config_sources(steps: list[ResolveStep]) -> dict[str, str]:

@@ -34,6 +34,7 @@ from ironrender.data.capture.folding import (
     off_center_views,
 )
 from ironrender.data.capture.importer import split_indices
+from ironrender.data.capture_file import DARK_ROOM_LEVEL, read_capture
 from ironrender.data.check import check_dataset
 from ironrender.data.dataset import load_split
 from ironrender.errors import IronError
@@ -276,6 +277,11 @@ def test_imported_dataset_is_valid_and_split(capture, imported):
     assert set(train.names).isdisjoint(test.names)
     assert len(train) + len(test) == len(report.registered)
     assert train.images.shape[1:] == (240, 320, 3)
+    # what the files say (no camera EXIF here) and the room around the object (black renders)
+    described = read_capture(data)
+    assert (described.source, described.encoding, described.camera) == ("photographs", "srgb", None)
+    assert described.room_level is not None and described.room_level <= DARK_ROOM_LEVEL
+    assert report.capture == described
 
 
 def test_correct_capture_raises_no_folding_warning(imported):

@@ -174,6 +174,31 @@ class Cameras:
         )
         return torch.stack([u, v], dim=-1)
 
+    def image_plane(self, i: int = 0) -> Tensor:
+        """Every pixel centre of camera ``i`` on the plane at unit depth, (H, W, 2):
+        ``((u - c_x) / f_x, (v - c_y) / f_y)``, the tangents of the ray's angles off the optical
+        axis. A crop's pixels keep their full-image values (its principal point moved with it),
+        and a scaled camera's the same (both sides scale): a vignetting expressed in these
+        coordinates fits any patch or resolution of the photograph."""
+        K = self.intrinsics[i]
+        pixels = self.pixel_centers(i)
+        y = (pixels[..., 1] - K[1, 2]) / K[1, 1]
+        x = (pixels[..., 0] - K[0, 2] - K[0, 1] * y) / K[0, 0]
+        return torch.stack([x, y], dim=-1)
+
+    def field_radius(self) -> float:
+        """The largest :meth:`image_plane` radius any view's image corner reaches (the lens's
+        field of view, as a tangent): what a vignetting polynomial is normalised by."""
+        radius = 0.0
+        for i in range(len(self)):
+            K = self.intrinsics[i]
+            for u in (0.0, float(self.width(i))):
+                for v in (0.0, float(self.height(i))):
+                    y = (v - float(K[1, 2])) / float(K[1, 1])
+                    x = (u - float(K[0, 2]) - float(K[0, 1]) * y) / float(K[0, 0])
+                    radius = max(radius, (x * x + y * y) ** 0.5)
+        return radius
+
     def image_rays(self, i: int = 0) -> RayBundle:
         """Rays through all pixel centres of camera ``i``, shaped (H, W)."""
         pixels = self.pixel_centers(i)

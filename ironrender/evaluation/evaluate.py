@@ -37,6 +37,11 @@ import torch
 from ironrender.data.camera_file import dataset_up, median_camera_distance
 from ironrender.data.dataset import load_split
 from ironrender.errors import IronError
+from ironrender.evaluation.camera_gains import (
+    NEAREST_VIEWS,
+    nearest_view_gains,
+    training_cameras,
+)
 from ironrender.evaluation.config import EvalConfig
 from ironrender.evaluation.geometry import (
     find_sparse_points,
@@ -135,14 +140,29 @@ def evaluate_run(
 
     start = time.perf_counter()
     masks = read_masks(gt_dir, names) if gt_dir.is_dir() else None
+    view_gains = None
+    if model.train_gains is not None:
+        train = training_cameras(data)
+        gains = model.train_gains.cpu()
+        centers = train.centers.cpu()
+        view_gains = torch.stack(
+            [nearest_view_gains(centers, gains, c) for c in cameras.centers.cpu()]
+        )
+        notes["gains"] = (
+            f"held-out photographs at the gains of the {NEAREST_VIEWS} nearest training"
+            " photographs (inverse-distance weighted geometric mean: psnr, ssim, psnr_object);"
+            " *_gain1: at gain 1; *_halves: gains fitted on one half of the photograph score"
+            " the other (NeRF in the Wild)"
+        )
     per_view = evaluate_views(
-        model, cameras, split.images[:count], names, eval_dir / VIEWS_DIR, config, masks
-    )
+        model, cameras, split.images[:count], names, eval_dir / VIEWS_DIR, config, masks,
+        view_gains,
+    )  # fmt: skip
     timings["views"] = time.perf_counter() - start
+    keys = ("psnr", "ssim", "lpips", "psnr_object")
+    keys += tuple(k + s for s in ("_gain1", "_halves") for k in ("psnr", "psnr_object"))
     mean: dict[str, float] = {
-        key: value
-        for key in ("psnr", "ssim", "lpips", "psnr_object")
-        if (value := mean_of(per_view, key)) is not None
+        key: value for key in keys if (value := mean_of(per_view, key)) is not None
     }
 
     gt_mesh = None

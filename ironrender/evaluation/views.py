@@ -29,6 +29,7 @@ from ironrender.data.cameras import Cameras
 from ironrender.data.images import write_data_png
 from ironrender.data.tone_curve import DEFAULT_TONE_CURVE, encode
 from ironrender.evaluation import metrics
+from ironrender.evaluation.camera_gains import two_half_prediction
 from ironrender.evaluation.config import EvalConfig
 from ironrender.training.trained_model import OPACITY_THRESHOLD, TrainedModel
 
@@ -108,35 +109,68 @@ def evaluate_views(
     out_dir: Path,
     config: EvalConfig,
     masks: list[np.ndarray | None] | None = None,
+    view_gains: Tensor | None = None,
 ) -> list[dict]:
     """Render each view, write the image triplet, return per-view scores.
 
     A view larger than ``config.max_size`` is rendered at ``Cameras.scaled(s)`` and compared with
     its photograph (and GT mask) reduced by :func:`area_downsample`. ``psnr_object`` takes the GT
     mask ``masks[i]`` where there is one, else the render's own object mask.
+
+    A run with a camera model (``model.develop``) is seen through it. With ``view_gains``
+    (views, 3; :mod:`ironrender.evaluation.camera_gains`, from the nearest training views) the
+    headline scores and images are at those gains, and each row adds the scores at gain 1
+    (``*_gain1``) and by the two-halves protocol (``*_halves``).
     """
     rows = []
     for i in tqdm(range(len(names)), desc="eval views", unit="view", disable=not config.progress):
         gt_mask = masks[i] if masks is not None else None
         scale = evaluation_scale(cameras.width(i), cameras.height(i), config.max_size)
+        seen_by = cameras if scale == 1.0 else cameras.scaled(scale)
         if scale == 1.0:
             view = model.render(cameras, i)
             photo = images[i]
         else:
-            scaled = cameras.scaled(scale)
-            size = (scaled.width(i), scaled.height(i))
-            view = model.render(scaled, i)
+            size = (seen_by.width(i), seen_by.height(i))
+            view = model.render(seen_by, i)
             photo = area_downsample(images[i], scale, size)
             if gt_mask is not None:
                 gt_mask = area_downsample(gt_mask, scale, size).cpu().numpy() >= MASK_THRESHOLD
-        pred = encode_8bit(view.color, model.tone_curve)
         gt = encode_8bit(photo, model.tone_curve)
+        mask = gt_mask if gt_mask is not None else view.mask.detach().cpu().numpy()
+        extra: dict[str, float] = {}
+        if model.develop is None:
+            pred = encode_8bit(view.color, model.tone_curve)
+        else:
+
+            def develop(
+                color: Tensor, gains: Tensor | None, seen_by: Cameras = seen_by, i: int = i
+            ) -> Tensor:
+                return model.develop(color, seen_by, i, gains)
+
+            pred = quantize(develop(view.color, None))
+            if view_gains is not None:
+                extra |= _renamed(image_scores(pred, gt, mask), "_gain1")
+                photo_encoded = torch.from_numpy(gt).to(view.color)
+                halves = two_half_prediction(view.color, photo_encoded, develop)
+                extra |= _renamed(image_scores(quantize(halves), gt, mask), "_halves")
+                pred = quantize(develop(view.color, view_gains[i].to(view.color)))
         stem = Path(names[i]).stem
         write_triplet(out_dir, stem, pred, gt, config.error_gain)
-        mask = gt_mask if gt_mask is not None else view.mask.detach().cpu().numpy()
         write_data_png(out_dir / f"{stem}_mask.png", mask.astype(np.float32))  # for diagnosis
-        rows.append({"view": stem} | image_scores(pred, gt, mask))
+        rows.append({"view": stem} | image_scores(pred, gt, mask) | extra)
     return rows
+
+
+def quantize(encoded: Tensor) -> np.ndarray:
+    """Encoded values in [0, 1] -> the 8-bit levels a PNG stores, as floats in [0, 1]."""
+    values = encoded.detach().cpu().numpy().astype(np.float64)
+    return np.round(np.clip(values, 0.0, 1.0) * PNG_LEVELS) / PNG_LEVELS
+
+
+def _renamed(scores: dict, suffix: str) -> dict:
+    """PSNR scores under another protocol (``psnr_gain1``, ``psnr_object_halves``, ...)."""
+    return {key + suffix: value for key, value in scores.items() if key.startswith("psnr")}
 
 
 def resolution_note(cameras: Cameras, max_size: int) -> str:

@@ -223,14 +223,14 @@ def _write_preview(
     cameras = split.cameras.scaled(factor) if factor < 1 else split.cameras
     image = model.render_view(cameras, 0, render, edges=config.edges)
     target = resize_image(split.linear(split.images[0]), image.color.shape[:2])
-    with torch.no_grad():
-        color = model.observe(image.color, 0)
-    blank = image.color.new_zeros(*image.color.shape[:2], 1)  # a view without any hit
     curve = split.tone_curve
+    with torch.no_grad():  # as photograph 0 records it (gains, vignetting, response)
+        color = model.develop(image.color, cameras, curve, view=0).clamp(0.0, 1.0)
+    blank = image.color.new_zeros(*image.color.shape[:2], 1)  # a view without any hit
     albedo = image.extras.get("diffuse_albedo", blank)
     panels = [
         target_to_loss_domain(target, curve),
-        target_to_loss_domain(color, curve),
+        color,
         target_to_loss_domain(albedo, "gamma2.2").expand(-1, -1, 3),
         image.extras.get("roughness", blank).expand(-1, -1, 3),
         normal_image(image.normals, image.mask.to(image.normals.dtype)),

@@ -75,6 +75,18 @@ class Stage2Config:
     lr_gains: float = option(
         2e-3, "learning rate of the log gains (each photograph's are seen by few patches)"
     )
+    vignetting: bool = option(
+        False, "fit the lens's vignetting (and the flash's off-axis fall-off): 1 + a r^2 + ..."
+    )
+    vignetting_weight: float = option(1e-4, "weight of mean(a^2), which holds V near 1")
+    lr_vignetting: float = option(2e-3, "learning rate of the vignetting coefficients")
+    response_curve: bool = option(
+        False, "fit the camera's own tone curve as a monotone correction of tone_curve"
+    )
+    response_weight: float = option(
+        1e-4, "weight of the response curve's pull towards the identity and smoothness"
+    )
+    lr_response: float = option(2e-3, "learning rate of the response curve's slope logits")
     flash: FlashMode = option(
         "dataset", "the camera file's flash positions (none: in the lens), or learn one offset"
     )

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from ironrender.config import from_dict
 from ironrender.data.cameras import Cameras
 from ironrender.data.dataset import Split
-from ironrender.data.tone_curve import decode
+from ironrender.data.tone_curve import decode, prediction_to_loss_domain
 from ironrender.errors import IronError
 from ironrender.fields.base import SDFField
 from ironrender.fields.materials import MaterialFields
@@ -176,11 +176,35 @@ class Stage2Model(nn.Module):
             chunk_rows=chunk_rows, background=self.background,
         )  # fmt: skip
 
-    def observe(self, color: Tensor, view: int) -> Tensor:
-        """Training photograph ``view``'s render as the photograph records it (its gains)."""
+    def develop(
+        self,
+        color: Tensor,
+        camera: Cameras,
+        curve: str | None,
+        view: int | None = None,
+        gains: Tensor | None = None,
+    ) -> Tensor:
+        """A render (H, W, 3) of camera 0 of ``camera`` as the photograph records it, in the
+        loss domain (:func:`prediction_to_loss_domain`: encoded by ``curve``, linear for None):
+        training view ``view``'s gains (None: a held-out photograph, at ``gains`` if given, else
+        1), the vignetting, the standard curve, then the camera's response correction."""
+        plane = camera.image_plane(0)
         for model in self.photometric.values():
-            color = model.observe(color, view)
-        return color
+            color = model.observe(color, view, plane)
+        if gains is not None:
+            color = color * gains
+        encoded = prediction_to_loss_domain(color, curve)
+        if curve is None:
+            return encoded
+        for model in self.photometric.values():
+            encoded = model.respond(encoded)
+        return encoded
+
+    def camera_gains(self) -> Tensor | None:
+        """The training photographs' gains (views, 3), None when the run fits none."""
+        if "gains" not in self.photometric:
+            return None
+        return self.photometric["gains"].centred().detach().exp()
 
     def penalties(self, config: Stage2Config) -> dict[str, tuple[float, Tensor]]:
         """The photometric models' ``(weight, term)`` added to the loss, by name."""
@@ -251,7 +275,9 @@ def start_stage2(
     model = stage2_from_stage1(stage1, stage1_config, config)
     if split is not None:
         room_lit = model.background is not None  # stage 1 found the room not dark
-        capture = CaptureFacts(len(split), split.cameras.colocated, room_lit)
+        capture = CaptureFacts(
+            len(split), split.cameras.colocated, room_lit, split.cameras.field_radius(), split.hdr
+        )
         model.add_photometric(photometric_models(config, capture))
     return model
 

@@ -12,7 +12,7 @@ from torch.profiler import record_function
 
 from ironrender.data.cameras import Cameras
 from ironrender.data.dataset import Split
-from ironrender.data.tone_curve import prediction_to_loss_domain, target_to_loss_domain
+from ironrender.data.tone_curve import target_to_loss_domain
 from ironrender.rendering.surface_renderer import SurfaceRenderConfig
 from ironrender.training.losses import LossTerms, random_eikonal_points, stage2_loss
 from ironrender.training.schedules import learning_rate_factor
@@ -163,7 +163,6 @@ def training_step(
             split, config.patch_size, state.generator, masks, config.object_patch_fraction
         )
     image = model.render_patch(patch.camera, render, edges=config.edges)
-    color = model.observe(image.color, patch.view)
     pixels = image.color.shape[0] * image.color.shape[1]
     count = config.eikonal_points or pixels // 2
     with record_function("stage 2: eikonal points"):
@@ -173,7 +172,7 @@ def training_step(
     curve = None if split.hdr else split.tone_curve
     with record_function("stage 2: loss"):
         terms = stage2_loss(
-            prediction_to_loss_domain(color, curve),
+            model.develop(image.color, patch.camera, curve, view=patch.view),
             target_to_loss_domain(patch.target, curve),
             image.mask,
             [random_gradients, image.eikonal_gradients],

@@ -64,6 +64,11 @@ class TrainedModel:
     diffuse_model: str = "lambert"  # the diffuse lobe the materials go with (rendering/brdf.py)
     notice: str = ""
     tone_curve: str = DEFAULT_TONE_CURVE  # how the capture's 8-bit files encode radiance
+    #: ``develop(linear render, cameras, index, gains or None)``: the render as the camera
+    #: records it (vignetting, curve, response; encoded, in [0, 1]); None: encode by the curve
+    develop: Callable[[Tensor, Cameras, int, Tensor | None], Tensor] | None = None
+    #: the training photographs' gains (views, 3) in training order, where the run fitted them
+    train_gains: Tensor | None = None
 
 
 def load_trained_model(
@@ -105,6 +110,13 @@ def _load_stage2_model(
         )
         return ViewRender(image.color, image.mask)
 
+    def develop(color: Tensor, cameras: Cameras, index: int, gains: Tensor | None) -> Tensor:
+        """Through the capture's camera (not a training view's own gains: ``gains``)."""
+        with torch.no_grad():
+            camera = cameras[index : index + 1]
+            encoded = model.develop(color, camera, config.tone_curve, gains=gains)
+        return encoded.clamp(0.0, 1.0)
+
     return TrainedModel(
         sdf=model.sdf,
         render=render,
@@ -113,6 +125,8 @@ def _load_stage2_model(
         stage="stage2",
         diffuse_model=config.materials.diffuse_model,
         tone_curve=config.tone_curve,
+        develop=develop,
+        train_gains=model.camera_gains(),
     )
 
 

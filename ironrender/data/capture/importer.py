@@ -58,6 +58,13 @@ from ironrender.data.capture.photos import (
     stage_for_sfm,
 )
 from ironrender.data.capture.sfm import colmap_log_level, import_pycolmap, run_sfm
+from ironrender.data.capture_file import (
+    CAPTURE_FILE,
+    CaptureDescription,
+    describe,
+    describe_photographs,
+    write_capture,
+)
 from ironrender.data.dataset import save_split
 from ironrender.errors import IronError
 
@@ -84,6 +91,7 @@ class ImportReport:
     normalization: Normalization
     folding: FoldingReport
     warnings: list[str]
+    capture: CaptureDescription | None = None  # what DATA/capture.json says
 
     def summary(self) -> str:
         lines = [
@@ -96,6 +104,8 @@ class ImportReport:
             lines.append(f"not registered ({len(self.unregistered)}): {short(self.unregistered)}")
         if self.skipped:
             lines.append(f"skipped ({len(self.skipped)}): {short(self.skipped)}")
+        if self.capture is not None:
+            lines.append(f"capture ({CAPTURE_FILE}): {describe(self.capture)}")
         lines += [f"warning: {w}" for w in self.warnings]
         return "\n".join(lines)
 
@@ -212,6 +222,8 @@ def import_photos(
     if not config.keep_sfm_images:
         shutil.rmtree(work / STAGED_IMAGES, ignore_errors=True)
         shutil.rmtree(work / "undistorted" / "images", ignore_errors=True)
+    description = describe_photographs([p.path for p in views.photos])
+    write_capture(out, description)
     (out / NORMALIZATION_FILE).write_text(json.dumps(normalization.to_json(), indent=1) + "\n")
     np.savez_compressed(
         out / SPARSE_POINTS_FILE,
@@ -232,6 +244,7 @@ def import_photos(
         normalization=normalization,
         folding=folding,
         warnings=warnings,
+        capture=description,
     )
     _write_report(out / REPORT_FILE, report, config, views)
     return report

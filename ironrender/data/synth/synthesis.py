@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ironrender.data.capture_file import CaptureDescription, write_capture
 from ironrender.data.dataset import save_split
 from ironrender.data.images import write_data_png
 from ironrender.data.mitsuba_backend import (
@@ -188,6 +189,7 @@ def synthesize(
         save_split(out, split, names[split], photos, cameras, True, config.tone_curve, quality)
         for name, mask in zip(names[split], coverage, strict=True):
             write_data_png((gt / "masks" / split / name).with_suffix(".png"), mask)
+    write_capture(out, synthetic_description(config))
     flash_saturated = float(np.mean(exposure * all_rgba[..., :3].max(-1) >= 1.0))
 
     relight_info = None
@@ -341,3 +343,16 @@ def _prepare_output(out: Path, overwrite: bool) -> None:
     for path in existing:
         shutil.rmtree(path)
     out.mkdir(parents=True, exist_ok=True)
+
+
+def synthetic_description(config: SynthConfig) -> CaptureDescription:
+    """What the renders are (``DATA/capture.json``): encoded by ``tone_curve``, exposure and
+    white balance varying where jittered, no lens vignetting and no camera curve of their own."""
+    return CaptureDescription(
+        source="synthetic",
+        encoding=config.tone_curve,
+        exposure="varies" if config.exposure_jitter > 0 else "fixed",
+        white_balance="varies" if config.white_balance_jitter > 0 else "fixed",
+        flash_fired=True,
+        vignetting=False,
+    )
