@@ -134,7 +134,8 @@ def capture_size(data_dir: str | Path) -> CaptureSize:
     test_pixels = int(test.sizes.prod(-1).sum()) if test is not None else 0
     test_longest = int(test.sizes.max()) if test is not None and len(test) else 0
     width, height = (int(v) for v in cameras.sizes.max(0).values)
-    remedies = tuple(capture_remedies(read_capture(data_dir)))
+    flash_known = cameras.flash is not None
+    remedies = tuple(capture_remedies(read_capture(data_dir), flash_known))
     return CaptureSize(len(cameras), width, height, footprint, test_pixels, test_longest, remedies)
 
 

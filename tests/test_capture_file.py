@@ -75,12 +75,17 @@ def test_remedies_follow_the_description():
         "stage2.exposure_gains": True,
         "stage2.vignetting": True,
         "stage2.response_curve": True,
+        "stage2.object_patch_fraction": 0.8,
     }
-    fixed = CaptureDescription("photographs", "gamma2.2", "Lab", "fixed", "fixed")
+    fixed = CaptureDescription("photographs", "gamma2.2", "Lab", "fixed", "fixed", flash_fired=True)
     assert {r.key for r in capture_remedies(fixed)} == {
         "stage2.vignetting",
         "stage2.response_curve",
+        "stage2.object_patch_fraction",
+        "stage2.flash",  # a flash that fired, nowhere in the camera file: learnt
     }
+    # the camera file says where the flash was: it is not learnt
+    assert "stage2.flash" not in {r.key for r in capture_remedies(fixed, flash_known=True)}
     # the default synthetic scene: nothing to change; a "phone" render: its curve and gains
     assert capture_remedies(synthetic_description(SynthConfig())) == []
     phone = synthetic_description(SynthConfig(exposure_jitter=0.15, tone_curve="srgb"))
@@ -109,7 +114,8 @@ def test_capture_file_sits_between_the_capture_rule_and_set(tmp_path):
     assert config.stage2.response_curve
     assert config_sources(steps)["stage2.vignetting"] == "capture file"
     lines = remedy_lines(config, capture)
-    assert len(lines) == 4 and "white balance" not in lines[1] and "exposure auto" in lines[1]
+    assert len(lines) == 5 and "white balance" not in lines[1] and "exposure auto" in lines[1]
+    assert config.stage2.object_patch_fraction == 0.8 and config.stage2.flash == "dataset"
 
     steps = resolve_steps("fast", overrides=["stage2.vignetting=false"], capture=capture)
     config = steps[-1].config

@@ -27,8 +27,11 @@ The file (all keys optional but ``version``; unknown values are ``null``)::
 Rules (:func:`capture_remedies`): an sRGB source sets ``stage2.tone_curve=srgb``; an exposure or
 a white balance that is automatic or varies sets ``stage2.exposure_gains``; a real camera's
 photographs set ``stage2.vignetting`` and ``stage2.response_curve`` (the camera model of
-:mod:`ironrender.training.photometric`). Measured on the skull (BENCHMARKS.md, "The look of
-real captures").
+:mod:`ironrender.training.photometric`) and centre most of stage 2's patches on the object
+(``stage2.object_patch_fraction``: the room around it takes most of a photograph); a flash
+that fired, where the camera file gives no flash position, sets ``stage2.flash=learn`` (a
+camera's own flash sits a few centimetres from the lens). Measured on the skull (BENCHMARKS.md,
+"The look of real captures").
 """
 
 from __future__ import annotations
@@ -52,6 +55,9 @@ DARK_ROOM_LEVEL = 2.0 / 255.0
 #: JPEG drafts this many times smaller are decoded to measure the border (fast, the same level).
 DRAFT_REDUCTION = 8
 BORDER_FRACTION = 0.08  # of each side: the strip measured as the room
+#: Share of stage 2's patches centred on the object in photographs (skull: object PSNR +0.9 dB
+#: with the camera model, BENCHMARKS.md).
+OBJECT_PATCH_FRACTION = 0.8
 
 Source = Literal["photographs", "synthetic"]
 Encoding = Literal["srgb", "gamma2.2", "linear"]
@@ -125,8 +131,12 @@ def read_capture(data_dir: str | Path) -> CaptureDescription | None:
     return CaptureDescription.from_json(data, str(path))
 
 
-def capture_remedies(description: CaptureDescription | None) -> list[Remedy]:
-    """The stage-2 defaults the description calls for (module docstring), in a fixed order."""
+def capture_remedies(
+    description: CaptureDescription | None, flash_known: bool = False
+) -> list[Remedy]:
+    """The stage-2 defaults the description calls for (module docstring), in a fixed order.
+
+    ``flash_known``: the camera file says where the flash was (then it is not learnt)."""
     if description is None:
         return []
     remedies = []
@@ -152,6 +162,22 @@ def capture_remedies(description: CaptureDescription | None) -> list[Remedy]:
         remedies.append(
             Remedy("stage2.response_curve", True, f"{camera}: its tone curve is its own")
         )
+        remedies.append(
+            Remedy(
+                "stage2.object_patch_fraction",
+                OBJECT_PATCH_FRACTION,
+                "photographs show a room around the object: most patches centred on it",
+            )
+        )
+        if description.flash_fired and not flash_known:
+            remedies.append(
+                Remedy(
+                    "stage2.flash",
+                    "learn",
+                    "the camera's own flash fired and the camera file does not say where it"
+                    " sits beside the lens: its offset is learnt",
+                )
+            )
     return remedies
 
 
