@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from ironrender.data.camera_file import split_cameras
 from ironrender.data.cameras import Cameras, intrinsics_from_fov, look_at
 from ironrender.data.check import check_dataset
 from ironrender.data.dataset import load_split, save_split
@@ -64,6 +65,20 @@ def test_numeric_name_order(tmp_path, rng):
     names = [f"{i}.png" for i in range(11)]
     save_split(tmp_path, "train", names, rng.random((11, 24, 32, 3), dtype=np.float32), cams)
     assert load_split(tmp_path, "train").names == names  # 10 after 9, not after 1
+
+
+def test_cameras_alone_come_in_the_loaded_order(tmp_path, rng):
+    """Gains fitted per training view are looked up by camera: the cameras read without the
+    images (split_cameras) must be in the order the split loads, whatever the file's order."""
+    cams = ring_cameras(11)
+    names = [f"{i}.png" for i in range(11)]
+    save_split(tmp_path, "train", names, rng.random((11, 24, 32, 3), dtype=np.float32), cams)
+    path = tmp_path / "train" / "cam_dict_norm.json"
+    entries = json.loads(path.read_text())
+    path.write_text(json.dumps(dict(reversed(list(entries.items())))))  # 10, 9, ..., 0
+    loaded = load_split(tmp_path, "train").cameras
+    alone = split_cameras(tmp_path, "train")
+    assert torch.allclose(alone.w2c, loaded.w2c) and torch.allclose(alone.w2c, cams.w2c)
 
 
 def test_clean_dataset_passes(scene):

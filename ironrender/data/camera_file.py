@@ -108,8 +108,19 @@ def cameras_to_dict(names: list[str], cameras: Cameras) -> dict:
     return entries
 
 
+def sort_names(names) -> list[str]:
+    """Numeric order where every stem is an integer (IRON's convention), else lexicographic:
+    the order of a split's views everywhere (training, gains, evaluation)."""
+    names = list(names)
+    try:
+        return sorted(names, key=lambda n: int(Path(n).stem))
+    except ValueError:
+        return sorted(names)
+
+
 def split_cameras(data_dir: Path | None, split: str) -> Cameras | None:
-    """The cameras of ``DATA/<split>/cam_dict_norm.json`` (no images read), or None."""
+    """The cameras of ``DATA/<split>/cam_dict_norm.json`` (no images read), in
+    :func:`sort_names` order (the views' order when the split is loaded), or None."""
     if data_dir is None:
         return None
     path = data_dir / split / CAMERA_FILE
@@ -117,7 +128,7 @@ def split_cameras(data_dir: Path | None, split: str) -> Cameras | None:
         return None
     entries = read_camera_dict(path)
     try:
-        return cameras_from_dict(entries, list(entries))
+        return cameras_from_dict(entries, sort_names(entries))
     except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
         # Commands that only need the cameras (eval, export) may read a dataset unchecked.
         raise DatasetError(

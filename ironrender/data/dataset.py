@@ -34,6 +34,7 @@ from ironrender.data.camera_file import (
     cameras_from_dict,
     cameras_to_dict,
     read_camera_dict,
+    sort_names,
 )
 from ironrender.data.cameras import Cameras
 from ironrender.data.check import check_split, raise_on_errors, resolve_inside, unsafe_name
@@ -93,15 +94,6 @@ def decode_table(table: np.ndarray | Tensor, values: Tensor) -> Tensor:
     """``table[values]`` for a 256-entry table and uint8 ``values`` (on their device)."""
     table = torch.as_tensor(table, device=values.device)
     return table[values.long()]  # (a uint8 index would be read as a boolean mask)
-
-
-def sort_names(names) -> list[str]:
-    """Numeric order where every stem is an integer (IRON's convention), else lexicographic."""
-    names = list(names)
-    try:
-        return sorted(names, key=lambda n: int(Path(n).stem))
-    except ValueError:
-        return sorted(names)
 
 
 def load_split(

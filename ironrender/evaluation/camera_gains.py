@@ -22,13 +22,14 @@ training fits them, in the encoded domain the scores use.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from ironrender.data.camera_file import cameras_from_dict, read_camera_dict
+from ironrender.data.camera_file import split_cameras
 from ironrender.data.cameras import Cameras
-from ironrender.data.dataset import sort_names
+from ironrender.errors import DatasetError
 
 NEAREST_VIEWS = 3
 GAIN_RANGE = 1.0  # log gain: 0.37x to 2.7x
@@ -41,8 +42,10 @@ Develop = Callable[[Tensor, Tensor], Tensor]
 
 def training_cameras(data_dir) -> Cameras:
     """The training split's cameras in training order (the order of the fitted gains)."""
-    entries = read_camera_dict(data_dir / "train" / "cam_dict_norm.json")
-    return cameras_from_dict(entries, sort_names(entries))
+    cameras = split_cameras(Path(data_dir), "train")
+    if cameras is None:
+        raise DatasetError(f"{data_dir}/train: no camera file, no gains to interpolate")
+    return cameras
 
 
 def nearest_view_gains(

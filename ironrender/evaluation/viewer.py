@@ -30,7 +30,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ironrender.data.camera_file import CAMERA_FILE, dataset_up, read_camera_dict, split_cameras
+from ironrender.data.camera_file import (
+    CAMERA_FILE,
+    dataset_up,
+    read_camera_dict,
+    sort_names,
+    split_cameras,
+)
 from ironrender.data.cameras import Cameras
 from ironrender.data.images import read_image
 from ironrender.errors import IronError
@@ -121,7 +127,7 @@ def viewer_data(run_dir: Path, photos: dict[str, str]) -> dict | None:
         data_dir = None  # a run folder moved without its dataset: the asset alone
     cameras = split_cameras(data_dir, "test") if data_dir is not None else None
     entries = [] if cameras is None else read_camera_dict(data_dir / "test" / CAMERA_FILE)
-    names = [Path(entry).stem for entry in entries]  # the evaluation names views by stem
+    names = [Path(entry).stem for entry in sort_names(entries)]  # split_cameras' order
     views = []
     for name, photo_id in photos.items():
         if cameras is None or name not in names:
