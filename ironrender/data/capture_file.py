@@ -140,9 +140,10 @@ def capture_remedies(
     if description is None:
         return []
     remedies = []
+    images = "photographs" if description.source == "photographs" else "renders"
     if description.encoding == "srgb":
         remedies.append(
-            Remedy("stage2.tone_curve", "srgb", f"the {description.source} are sRGB-encoded")
+            Remedy("stage2.tone_curve", "srgb", f"the {images} are sRGB-encoded")
         )
     varying = [
         f"{name} {value}"
