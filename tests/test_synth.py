@@ -500,6 +500,35 @@ def test_llvm_version_parsing_and_variant() -> None:
         horizontal_fov_degrees(K + np.array([[0, 0, 3], [0, 0, 0], [0, 0, 0]]), 64, 64)
 
 
+ONE_CPU_LOAD = """
+import os, sys
+os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+import numpy as np
+from ironrender.data.mitsuba_backend import select_variant
+select_variant()
+import mitsuba as mi
+mi.Bitmap(np.full((4, 4, 1), 0.5, dtype=np.float32)).write(sys.argv[1])
+bsdf = {"type": "diffuse", "reflectance": {"type": "bitmap", "filename": sys.argv[1]}}
+mi.load_dict({"type": "scene", "s": {"type": "sphere", "bsdf": bsdf}})
+print("loaded")
+"""
+
+
+def test_a_textured_scene_loads_on_one_cpu(tmp_path: Path) -> None:
+    """With one CPU, Dr.Jit's one-thread pool deadlocked on loading a bitmap texture (``iron
+    eval`` of every exported asset hung in a one-CPU container); select_variant prevents it."""
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-c", ONE_CPU_LOAD, str(tmp_path / "grey.exr")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0 and "loaded" in result.stdout, result.stderr[-500:]
+
+
 def _cli(argv: list[str]) -> None:
     from ironrender.cli import build_parser
 

@@ -97,7 +97,19 @@ def select_variant(prefer_fast: bool = True) -> str:
 
     if mi.variant() != _selected:
         mi.set_variant(_selected)
+    _pool_of_at_least_two()
     return _selected
+
+
+def _pool_of_at_least_two() -> None:
+    """Dr.Jit sizes its thread pool to the CPUs this process may use. With one (``taskset -c
+    0``, a one-CPU container), loading a bitmap texture (every exported scene has them) waits
+    forever on work queued behind itself (mitsuba 3.9.1 / drjit 1.5.0: ``iron eval`` hung in
+    ``mi.load_file``). A second thread on one CPU costs nothing and ends the deadlock."""
+    import drjit as dr
+
+    if dr.thread_count() < 2:
+        dr.set_thread_count(2)
 
 
 def _choose(prefer_fast: bool) -> str:
