@@ -142,9 +142,7 @@ def capture_remedies(
     remedies = []
     images = "photographs" if description.source == "photographs" else "renders"
     if description.encoding == "srgb":
-        remedies.append(
-            Remedy("stage2.tone_curve", "srgb", f"the {images} are sRGB-encoded")
-        )
+        remedies.append(Remedy("stage2.tone_curve", "srgb", f"the {images} are sRGB-encoded"))
     varying = [
         f"{name} {value}"
         for name, value in (

@@ -7,6 +7,8 @@
 ``mesh``           decimation to a triangle budget
 ``uv``             the UV atlas (xatlas)
 ``bake``           texture baking: one material query per texel
+``texture_fit``    the texture stage (optional): the maps fitted to the training photographs
+``photo_hits``     its per-pixel hits on the fixed mesh (Mitsuba 3), computed once
 ``writers``        the files: maps, OBJ/MTL, ``scene.xml``, ``light.json``
 ``gltf``           ``model.glb`` with the specular albedo (``KHR_materials_specular``, ``_ior``)
 ``run``            :func:`export_run`: a trained run folder to ``RUN/export``

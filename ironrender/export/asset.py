@@ -3,8 +3,10 @@
 :func:`export_asset` runs the steps in order, each in a module of its own: the zero level set by
 marching cubes (:mod:`ironrender.fields.level_set`), the object's part of it
 (:mod:`ironrender.export.select`), decimation (:mod:`ironrender.export.mesh`), UV unwrapping
-(:mod:`ironrender.export.uv`), texture baking (:mod:`ironrender.export.bake`) and the files
-(:func:`write_asset`, formats in :mod:`ironrender.export.writers`). :class:`ExportConfig` holds
+(:mod:`ironrender.export.uv`), texture baking (:mod:`ironrender.export.bake`), optionally the
+texture stage that fits the maps to the photographs (:mod:`ironrender.export.texture_fit`,
+given as ``refine_textures``) and the files (:func:`write_asset`, formats in
+:mod:`ironrender.export.writers`). :class:`ExportConfig` holds
 the options; ``fast`` uses :func:`fast_export_config`. Exporting a trained run folder is
 :func:`ironrender.export.run.export_run`.
 """
@@ -29,6 +31,7 @@ from ironrender.export.bake import DEFAULT_BAKE_CHUNK, BakedTextures, bake_textu
 from ironrender.export.gltf import write_glb
 from ironrender.export.mesh import decimate
 from ironrender.export.select import ObjectSelection, check_object_options, select_object
+from ironrender.export.texture_fit import TextureFitConfig
 from ironrender.export.uv import DEFAULT_CHART_PADDING, UVMesh, unwrap
 from ironrender.export.writers import (
     BLEND_WEIGHT,
@@ -57,7 +60,9 @@ from ironrender.storage import atomic_write_text
 class ExportConfig:
     """Export options. ``resolution``: marching-cubes grid per axis over [-bound, bound]^3;
     ``max_faces``: decimation budget before UV unwrapping (xatlas costs ~15 s per 57k faces);
-    ``texture_size``: square texture side (IRON: 2048); ``padding``: texels between UV charts.
+    ``texture_size``: square texture side (IRON: 2048); ``padding``: texels between UV charts;
+    ``texture``: the texture stage after the bake (:mod:`ironrender.export.texture_fit`; off
+    while ``texture.steps`` is 0).
 
     What the object is (:mod:`ironrender.export.select`), in the normalised frame (the object in
     the unit sphere): ``object`` is ``largest`` (IRON's largest component), ``all`` (every
@@ -90,6 +95,10 @@ class ExportConfig:
     bake_chunk: int = option(DEFAULT_BAKE_CHUNK, "texels per batch when baking the textures")
     write_glb: bool = option(True, "also write the asset as a glTF binary (GLB)")
     write_mitsuba: bool = option(True, "also write a Mitsuba 3 scene")
+    texture: TextureFitConfig = option(
+        factory=TextureFitConfig,
+        help="the texture stage: the baked maps fitted to the training photographs (off)",
+    )
     progress: bool = option(True, "a progress bar on the terminal")
 
     def __post_init__(self) -> None:
@@ -116,6 +125,13 @@ def fast_export_config() -> ExportConfig:
     return ExportConfig(resolution=192, max_faces=20_000, texture_size=1024, object="auto")
 
 
+#: The texture stage as :func:`export_asset` calls it: the unwrapped mesh and the bake in, the
+#: maps to write out (:func:`ironrender.export.run.texture_stage`).
+RefineTextures = Callable[[UVMesh, BakedTextures], BakedTextures]
+#: What the bake's maps are called when the texture stage's are written in their place.
+BAKED_SUFFIX = "_baked"
+
+
 @dataclass
 class ExportResult:
     """Paths of what :func:`export_asset` wrote, mesh statistics and step timings (seconds)."""
@@ -132,6 +148,7 @@ class ExportResult:
     texel_coverage: float
     timings: dict[str, float] = field(default_factory=dict)
     selection: ObjectSelection | None = None  # what was kept as the object, and why
+    texture_fit: str | None = None  # the texture stage's summary line, when it ran
 
 
 def export_asset(
@@ -143,6 +160,7 @@ def export_asset(
     device: torch.device | str = "cpu",
     diffuse_model: str = "lambert",
     up: np.ndarray | None = None,
+    refine_textures: RefineTextures | None = None,
 ) -> ExportResult:
     """SDF + materials -> textured mesh files in ``out_dir`` (see the module docstring).
 
@@ -152,12 +170,16 @@ def export_asset(
     :func:`~ironrender.export.select.select_object` (``config.object`` and the crop options);
     ``up`` points to the cameras' side of the scene (the capture's up), which ``object="auto"``
     uses to tell a support's side. ``result.selection`` says what was kept.
+    ``refine_textures(uv_mesh, baked) -> maps``, when given, runs after the bake (the texture
+    stage); every file is then written from its maps, and the bake's beside them as
+    ``<map>_baked.png``/``.exr``.
     """
     config = config or ExportConfig()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
-    steps = tqdm(total=5, desc="export", unit="step", disable=not config.progress)
+    total = 5 if refine_textures is None else 6
+    steps = tqdm(total=total, desc="export", unit="step", disable=not config.progress)
 
     def done(name: str, start: float) -> None:
         timings[name] = time.perf_counter() - start
@@ -187,6 +209,11 @@ def export_asset(
         uv_mesh, materials_fn, config.texture_size, config.bake_chunk, device, config.progress
     )
     done("bake", start)
+    if refine_textures is not None:
+        start = time.perf_counter()
+        write_texture_maps(standard_maps(baked.maps), out_dir, suffix=BAKED_SUFFIX)
+        baked = refine_textures(uv_mesh, baked)
+        done("texture_fit", start)
     start = time.perf_counter()
     result = write_asset(uv_mesh, baked, light_intensity, out_dir, config, diffuse_model, up)
     done("write", start)

@@ -92,16 +92,19 @@ def standard_maps(maps: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return out
 
 
-def write_texture_maps(maps: dict[str, np.ndarray], out_dir: Path) -> dict[str, Path]:
-    """Each map as linear EXR and as PNG (gamma 2.2 for colour maps, linear for data maps).
+def write_texture_maps(
+    maps: dict[str, np.ndarray], out_dir: Path, suffix: str = ""
+) -> dict[str, Path]:
+    """Each map as linear EXR and as PNG (gamma 2.2 for colour maps, linear for data maps),
+    named ``<name><suffix>`` (``_baked``: the bake kept beside maps the texture stage fitted).
 
     Returns the PNG paths by name (the EXR sits next to each with the same stem).
     """
     paths = {}
     for name, texture in maps.items():
         rgb = texture if texture.shape[-1] == 3 else np.repeat(texture[..., :1], 3, axis=-1)
-        write_image(out_dir / f"{name}.exr", rgb)
-        png = out_dir / f"{name}.png"
+        write_image(out_dir / f"{name}{suffix}.exr", rgb)
+        png = out_dir / f"{name}{suffix}.png"
         if name in COLOUR_MAPS:
             write_image(png, rgb)
         else:
