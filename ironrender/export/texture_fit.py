@@ -53,12 +53,15 @@ from ironrender.export.uv import UVMesh
 from ironrender.export.writers import DIFFUSE, ROUGHNESS, SPECULAR
 from ironrender.rendering.brdf import GGXMaterial, shade_hits
 from ironrender.rendering.surface import SurfaceHit
+from ironrender.training.schedules import learning_rate_factor
 from ironrender.training.stage2_model import Stage2Model
 
 #: The smallest GGX alpha a fitted map may hold (the materials' ``roughness_min``).
 ALPHA_MIN_FIT = 0.01
 #: Maps are clamped this far inside their range before the logit.
 LOGIT_MARGIN = 1e-4
+#: The learning rate decays (cosine) to this fraction of ``lr`` at the last step.
+FINAL_LR = 0.1
 #: Pixels per batch when the photometric error is measured over all of them.
 EVAL_CHUNK = 65536
 
@@ -382,21 +385,21 @@ def _optimise(
     for step in range(config.steps):
         if config.seconds > 0 and time.perf_counter() - start > config.seconds:
             break
-        fraction = 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * step / config.steps))
         for group in optimizer.param_groups:
-            group["lr"] = config.lr * fraction
+            group["lr"] = config.lr * learning_rate_factor(step, 0, config.steps, FINAL_LR)
         index = torch.randint(len(pixels), (config.batch_pixels,), generator=generator)
         batch = pixels.select(index.to(device))
         values = textures.values()
         loss = (shading(values, batch) - batch.target).square().mean()
+        if len(seam_a):  # the same seam points for every map
+            pick = torch.randint(len(seam_a), (config.batch_pixels,), generator=generator)
+            pick = pick.to(device)
         for name, value in values.items():
             loss = loss + config.tv_weight * total_variation(value, smoothing)
             if name in priors:
                 change = (value - baked[name]).square().mean(1, keepdim=True)
                 loss = loss + priors[name] * (change * support).sum() / support.sum()
             if len(seam_a):
-                pick = torch.randint(len(seam_a), (config.batch_pixels,), generator=generator)
-                pick = pick.to(device)
                 gap = lookup(value, seam_a[pick]) - lookup(value, seam_b[pick])
                 loss = loss + config.seam_weight * gap.square().mean()
         optimizer.zero_grad(set_to_none=True)
