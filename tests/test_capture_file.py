@@ -142,3 +142,11 @@ def test_a_broken_capture_file_is_a_one_line_dataset_error(tmp_path):
     (tmp_path / CAPTURE_FILE).write_text(json.dumps({"version": 99}))
     with pytest.raises(DatasetError, match="version"):
         read_capture(tmp_path)
+    # a value outside the documented ones is an error, not a silent "nothing to do"
+    bad = {"version": 1, "source": "photographs", "encoding": "jpeg"}
+    (tmp_path / CAPTURE_FILE).write_text(json.dumps(bad))
+    with pytest.raises(DatasetError, match="encoding: expected one of"):
+        read_capture(tmp_path)
+    (tmp_path / CAPTURE_FILE).write_text(json.dumps(bad | {"encoding": "srgb", "exposure": "on"}))
+    with pytest.raises(DatasetError, match="exposure"):
+        read_capture(tmp_path)

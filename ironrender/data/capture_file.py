@@ -46,6 +46,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
+from ironrender.config import check_choices
 from ironrender.errors import DatasetError
 
 CAPTURE_FILE = "capture.json"
@@ -97,9 +98,11 @@ class CaptureDescription:
         if data.get("version") != VERSION:
             raise DatasetError(f"{where}: unknown capture-file version {data.get('version')!r}")
         try:
-            return cls(**{k: v for k, v in data.items() if k in known})
-        except TypeError as exc:
-            raise DatasetError(f"{where}: {exc}") from exc
+            description = cls(**{k: v for k, v in data.items() if k in known})
+            check_choices(description)  # "encoding": "jpeg" must not pass as "no remedy"
+        except (TypeError, ValueError) as exc:
+            raise DatasetError(f"{where}: {exc}; fix it or delete the file") from exc
+        return description
 
 
 @dataclass(frozen=True)
