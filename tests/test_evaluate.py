@@ -201,6 +201,7 @@ def dataset(tmp_path_factory) -> Path:
     images = torch.stack([model.render(cameras, i).color for i in range(3)])
     names = [f"{i:03d}.png" for i in range(3)]
     save_split(root, "test", names, images, cameras)
+    save_split(root, "train", names, images, cameras)  # the visible-surface Chamfer's cameras
     write_gt_sphere(root / "gt")
     return root
 
@@ -319,6 +320,9 @@ def test_shrunken_sphere_and_half_albedo_give_the_known_errors(dataset, tmp_path
     # Concentric spheres: every point is exactly delta from the other surface.
     assert mean["chamfer"] == pytest.approx(delta, abs=2e-3)
     assert mean["chamfer_percent"] == pytest.approx(100 * delta / (2 * RADIUS), abs=0.2)
+    # ... so also over the part the training cameras see (some of each sphere, not all)
+    assert mean["chamfer_visible_percent"] == pytest.approx(mean["chamfer_percent"], abs=0.2)
+    assert 0.2 < mean["seen_share_gt"] < 1.0 and 0.2 < mean["seen_share_pred"] < 1.0
     assert mean["f_score"] == 0.0  # threshold: 1% of the diameter = 0.01 < delta
     assert mean["normal_consistency"] > 0.999
     assert 10 < mean["psnr"] < 40

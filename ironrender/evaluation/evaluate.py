@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ironrender.data.camera_file import dataset_up, median_camera_distance
+from ironrender.data.camera_file import dataset_up, median_camera_distance, split_cameras
 from ironrender.data.dataset import load_split
 from ironrender.errors import IronError
 from ironrender.evaluation.camera_gains import (
@@ -50,6 +50,7 @@ from ironrender.evaluation.geometry import (
     read_sparse_points,
     reconstructed_mesh,
     sfm_metrics,
+    support_plane,
 )
 from ironrender.evaluation.materials import (
     gt_light_intensity,
@@ -82,6 +83,7 @@ SUMMARY_KEYS = (
     "lpips",
     "psnr_object",
     "chamfer_percent",
+    "chamfer_visible_percent",
     "sfm_median_percent",
     "sfm_p90_percent",
     "sfm_within_1pct",
@@ -170,7 +172,9 @@ def evaluate_run(
         start = time.perf_counter()
         gt_mesh = load_gt_mesh(gt_dir)
         try:
-            mean |= geometry_metrics(model.sdf, gt_mesh, config, device)
+            train = split_cameras(data, "train")
+            support = support_plane(gt_dir)
+            mean |= geometry_metrics(model.sdf, gt_mesh, config, device, train, support)
         except IronError as exc:  # e.g. the SDF has no zero crossing: the reconstruction failed
             print(f"warning: no geometry metrics: {exc}")
         timings["geometry"] = time.perf_counter() - start

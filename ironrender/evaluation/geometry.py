@@ -6,7 +6,11 @@ and compared with the GT mesh by area-uniform samples with exact point-to-triang
 (:func:`ironrender.evaluation.metrics.mesh_metrics`): ``chamfer`` = (mean d(pred -> gt) + mean
 d(gt -> pred)) / 2 (IRON's definition), ``chamfer_percent`` = 100 chamfer / D with D the diameter
 of the GT mesh's minimum bounding sphere, ``f_score`` at ``f_threshold_fraction * D`` and
-``normal_consistency`` = mean |n_pred . n_gt| at closest points.
+``normal_consistency`` = mean |n_pred . n_gt| at closest points. Given the training cameras,
+also ``chamfer_visible_percent``: the same Chamfer over only the samples some training camera
+sees on its own mesh, the support plane of ``gt/light.json`` hiding what lies below it
+(:mod:`ironrender.evaluation.visibility`), and ``seen_share_gt``, the share of the true surface
+that the photographs show.
 
 **Structure-from-motion points** (``DATA/sparse_points_norm.npz``, or one level up; written by
 ``iron import``): a real capture has no GT mesh, but its SfM points lie on the object's surface.
@@ -17,16 +21,20 @@ mesh.obj``, else the marching-cubes mesh) in percent of the points' own referenc
 
 from __future__ import annotations
 
+import json
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 import trimesh
 
+from ironrender.data.cameras import Cameras
 from ironrender.data.capture.files import SPARSE_POINTS_FILE
 from ironrender.errors import IronError
 from ironrender.evaluation.config import EvalConfig
 from ironrender.evaluation.metrics import mesh_metrics, sfm_point_distances
+from ironrender.evaluation.visibility import seen_by_cameras
 from ironrender.export.writers import OBJ_NAME
 from ironrender.fields.base import SDFField
 from ironrender.fields.level_set import extract_mesh
@@ -52,15 +60,33 @@ def marching_cubes_mesh(sdf: SDFField, config: EvalConfig, device: torch.device 
     return extract_mesh(sdf, config.mesh_resolution, 1.0, QUERY_CHUNK, device, True)
 
 
+def support_plane(gt_dir: Path) -> tuple[np.ndarray, float] | None:
+    """``(up, height)`` of the plane the synthetic object stands on (``gt/light.json``), or None."""
+    path = gt_dir / "light.json"
+    if not path.is_file():
+        return None
+    plane = (json.loads(path.read_text()).get("scene") or {}).get("support_plane")
+    if not plane:
+        return None
+    return np.asarray(plane["normal"], dtype=np.float64), float(plane["height"])
+
+
 def geometry_metrics(
-    sdf: SDFField, gt_mesh, config: EvalConfig, device: torch.device | str
+    sdf: SDFField,
+    gt_mesh,
+    config: EvalConfig,
+    device: torch.device | str,
+    cameras: Cameras | None = None,
+    support: tuple[np.ndarray, float] | None = None,
 ) -> dict[str, float]:
-    """Chamfer (and % of the GT diameter), F-score and normal consistency; module docstring."""
+    """Chamfer (and % of the GT diameter), F-score and normal consistency; with the training
+    ``cameras``, the visible-surface Chamfer too (module docstring)."""
     pred = marching_cubes_mesh(sdf, config, device)
     diameter = bounding_diameter(gt_mesh)
     threshold = config.f_threshold_fraction * diameter
-    result = mesh_metrics(pred, gt_mesh, threshold, config.mesh_samples, config.seed)
-    return {
+    seen = None if cameras is None else partial(seen_by_cameras, cameras=cameras, support=support)
+    result = mesh_metrics(pred, gt_mesh, threshold, config.mesh_samples, config.seed, seen)
+    metrics = {
         "chamfer": result.chamfer,
         "chamfer_percent": 100.0 * result.chamfer / diameter,
         "f_score": result.f_score,
@@ -68,6 +94,11 @@ def geometry_metrics(
         "normal_consistency": result.normal_consistency,
         "gt_diameter": diameter,
     }
+    if result.chamfer_visible is not None:
+        metrics["chamfer_visible_percent"] = 100.0 * result.chamfer_visible / diameter
+        metrics["seen_share_gt"] = result.seen_gt
+        metrics["seen_share_pred"] = result.seen_pred
+    return metrics
 
 
 def find_sparse_points(data_dir: Path) -> Path | None:

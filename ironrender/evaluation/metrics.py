@@ -28,6 +28,9 @@ uniformly by area (``n_points`` each, seeded); each sample's distance to the *ot
 * Normal consistency: mean ``|n_A . n_B|`` between each sample's face normal and the normal of
   the closest triangle on the other mesh, averaged over both directions (orientation-agnostic,
   as in Occupancy Networks).
+* Visible-surface Chamfer: the same mean over only the samples that the capture's cameras see
+  on their own mesh (a test passed in: :mod:`ironrender.evaluation.visibility`), so that the
+  surface no photograph shows (an underside on a table) does not decide the score.
 
 Structure-from-motion points (real captures, no ground truth): :func:`sfm_point_distances` measures
 each sparse point's exact distance to the reconstructed mesh (:func:`point_to_mesh`) in percent
@@ -44,6 +47,7 @@ alpha (optionally of the perceptual roughness sqrt(alpha)).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import kornia
@@ -213,12 +217,15 @@ def point_to_mesh(points: np.ndarray, mesh: trimesh.Trimesh) -> PointToMesh:
 
 @dataclass
 class SurfaceComparison:
-    """Directed distances and normal cosines between area-uniform samples of two meshes."""
+    """Directed distances and normal cosines between area-uniform samples of two meshes
+    (``a_points`` on A, ``b_points`` on B)."""
 
     a_to_b: np.ndarray
     b_to_a: np.ndarray
     normal_cos_a_to_b: np.ndarray
     normal_cos_b_to_a: np.ndarray
+    a_points: np.ndarray
+    b_points: np.ndarray
 
 
 def compare_surfaces(
@@ -233,11 +240,11 @@ def compare_surfaces(
         points, face = trimesh.sample.sample_surface(src, n_points, seed=rng_seed)
         query = point_to_mesh(np.asarray(points), dst)
         cosine = np.abs(np.sum(src.face_normals[face] * dst.face_normals[query.face], axis=1))
-        return query.distance, cosine
+        return query.distance, cosine, np.asarray(points)
 
-    a_to_b, cos_ab = directed(mesh_a, mesh_b, seed)
-    b_to_a, cos_ba = directed(mesh_b, mesh_a, seed + 1)
-    return SurfaceComparison(a_to_b, b_to_a, cos_ab, cos_ba)
+    a_to_b, cos_ab, a_points = directed(mesh_a, mesh_b, seed)
+    b_to_a, cos_ba, b_points = directed(mesh_b, mesh_a, seed + 1)
+    return SurfaceComparison(a_to_b, b_to_a, cos_ab, cos_ba, a_points, b_points)
 
 
 def chamfer(
@@ -253,6 +260,16 @@ def chamfer(
 
 def chamfer_from(comparison: SurfaceComparison) -> float:
     return 0.5 * float(comparison.a_to_b.mean() + comparison.b_to_a.mean())
+
+
+def visible_chamfer_from(
+    comparison: SurfaceComparison, seen_a: np.ndarray, seen_b: np.ndarray
+) -> float:
+    """The Chamfer distance over the samples each mesh shows (``seen_*``: bool per sample,
+    :func:`ironrender.evaluation.visibility.seen_by_cameras`); NaN when a side shows none."""
+    if not seen_a.any() or not seen_b.any():
+        return float("nan")
+    return 0.5 * float(comparison.a_to_b[seen_a].mean() + comparison.b_to_a[seen_b].mean())
 
 
 def f_score(
@@ -290,12 +307,21 @@ def normal_consistency_from(comparison: SurfaceComparison) -> float:
 
 @dataclass
 class MeshMetrics:
-    """Chamfer (scene units), F-score at ``f_threshold`` and normal consistency."""
+    """Chamfer (scene units), F-score at ``f_threshold`` and normal consistency; with a
+    visibility test, the Chamfer over the seen surface and the shares of each mesh's samples
+    seen (None without one)."""
 
     chamfer: float
     f_score: float
     f_threshold: float
     normal_consistency: float
+    chamfer_visible: float | None = None
+    seen_pred: float | None = None
+    seen_gt: float | None = None
+
+
+#: ``seen(points, mesh) -> (N,) bool``: which sample points on ``mesh`` the capture showed.
+SeenTest = Callable[[np.ndarray, trimesh.Trimesh], np.ndarray]
 
 
 def mesh_metrics(
@@ -304,15 +330,22 @@ def mesh_metrics(
     f_threshold: float = DEFAULT_F_THRESHOLD,
     n_points: int = DEFAULT_MESH_SAMPLES,
     seed: int = 0,
+    seen: SeenTest | None = None,
 ) -> MeshMetrics:
-    """All geometry metrics from one sampling of both meshes."""
+    """All geometry metrics from one sampling of both meshes; the visible-surface Chamfer too
+    when ``seen`` is given."""
     comparison = compare_surfaces(pred, gt, n_points, seed)
-    return MeshMetrics(
+    metrics = MeshMetrics(
         chamfer=chamfer_from(comparison),
         f_score=f_score_from(comparison, f_threshold),
         f_threshold=f_threshold,
         normal_consistency=normal_consistency_from(comparison),
     )
+    if seen is not None:
+        seen_pred, seen_gt = seen(comparison.a_points, pred), seen(comparison.b_points, gt)
+        metrics.chamfer_visible = visible_chamfer_from(comparison, seen_pred, seen_gt)
+        metrics.seen_pred, metrics.seen_gt = float(seen_pred.mean()), float(seen_gt.mean())
+    return metrics
 
 
 # ------------------------------------------------------------------------------------ SfM points
