@@ -144,14 +144,16 @@ def test_variance_starts_at_exp_3():
     assert NeuSVariance().inv_s().item() == pytest.approx(math.exp(3.0), rel=1e-6)
 
 
-def test_sharpness_floor_holds_inv_s_and_stops_its_gradient():
-    """Below the floor inv_s is the floor and the learnt v gets no gradient; above it the floor
-    changes nothing; a checkpoint written before the floor existed loads with none."""
+def test_sharpness_floor_holds_inv_s_and_passes_the_gradient_through():
+    """Below the floor inv_s is the floor, and the learnt v gets the gradient it would get
+    without it (d inv_s / dv = scale exp(scale v)); above it the floor changes nothing; a
+    checkpoint written before the floor existed loads with none."""
     variance = NeuSVariance()
     variance.floor.fill_(100.0)
     held = variance.inv_s()
     held.backward()
-    assert held.item() == 100.0 and variance.variance.grad.item() == 0.0
+    assert held.item() == pytest.approx(100.0, rel=1e-6)
+    assert variance.variance.grad.item() == pytest.approx(10 * math.exp(3.0), rel=1e-5)
     variance.floor.fill_(5.0)
     variance.variance.grad = None
     free = variance.inv_s()

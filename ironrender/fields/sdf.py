@@ -291,8 +291,14 @@ class NeuSVariance(nn.Module):
         self.register_load_state_dict_pre_hook(_default_floor)
 
     def inv_s(self) -> Tensor:
-        """``max(exp(scale v), floor)``: where the floor holds, ``v`` gets no gradient."""
-        return self.learnt_inv_s().clamp(min=self.floor)
+        """``max(exp(scale v), floor)`` in value, with NeuS's gradient on ``v`` as if there were
+        no floor (straight through). Why: with a plain clamp ``v`` gets no gradient while the
+        floor holds, so a capture whose own sharpness is a little below the floor when it starts
+        stays frozen there for good (a matte object on black cloth: NeuS's own 28 against 239
+        unfloored); straight through, NeuS keeps learning and takes over once above the floor,
+        and "NeuS's own inv_s is below the floor" stays a measurement."""
+        learnt = self.learnt_inv_s()
+        return learnt + (self.floor - learnt).clamp(min=0).detach()
 
     def learnt_inv_s(self) -> Tensor:
         """``exp(scale v)``: the sharpness NeuS learnt, before the floor."""

@@ -67,12 +67,11 @@ ADVICE = (
     " and look at RUN/stage1/previews (the normals panel shows the shape stage 1 found)"
 )
 FLOORED_NOTE = (
-    "the sharpness floor, not the photographs, made this surface sharp (NeuS's own inv_s stopped"
-    " at {learnt:.0f}, the floor is at {floor:.0f}): a shiny or dark object, or one the"
-    " photographs see poorly. Such a"
-    " surface keeps some of the fog's shape; more stage-1 steps reduce it (on the gilded"
-    " reproduction, 1500 -> 3000 steps took the exported mesh's Chamfer from 0.63 to 0.55 %:"
-    " --set stage1.train.steps=N, or --minutes)"
+    "the sharpness floor, not the photographs, made this surface sharp (NeuS's own inv_s is"
+    " {learnt:.0f}, the floor {floor:.0f}): a shiny or dark object, or one the"
+    " photographs see poorly. Such a surface keeps some of the fog's shape, and stage-1 steps"
+    " reduce it: stage 1 lengthens itself when the floor holds at the anneal's end"
+    " (stage1.train.floor_extension, not under --minutes); for more, --set stage1.train.steps=N"
 )
 SHELL_ADVICE = (
     "stage 1 did not form a surface: a closed shell at the edge of the bounding sphere hides the"
@@ -94,7 +93,7 @@ class SurfaceCheck:
     opaque_rays: float  # share of the checked rays with opacity >= OPAQUE
     formed: bool
     at_sphere: float = 0.0  # share of the opaque rays stopping at the bounding sphere (a shell)
-    learnt_inv_s: float = 0.0  # exp(10 v) before the sharpness floor's clamp; 0: not recorded
+    learnt_inv_s: float = 0.0  # exp(10 v), NeuS's own, beneath the floor; 0: not recorded
 
     @property
     def floored(self) -> bool:
@@ -209,7 +208,7 @@ def check_surface(
     grid = model.sdf.grid.config.max_resolution if model.sdf.grid is not None else None
     required = required_inv_s(footprint_pixels(cameras), grid)
     opaque_share = float(opaque.float().mean())
-    learnt = float(model.variance.learnt_inv_s())
+    learnt = float(model.variance.learnt_inv_s().detach())
     return judge(float(inv_s), required, concentration, opaque_share, shell, learnt)
 
 
