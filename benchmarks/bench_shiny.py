@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 import trimesh
 from bench_pipeline import machine
 from bench_table import cpu_name, report_row, synthesize_once, table_header
@@ -38,6 +39,7 @@ from ironrender.evaluation.geometry import bounding_diameter, load_gt_mesh
 from ironrender.evaluation.metrics import chamfer
 from ironrender.evaluation.report import read_scalars
 from ironrender.export.select import cut_by_plane
+from ironrender.run_folder import STAGE1_DIR, stage_checkpoint
 from ironrender.training.surface_check import read_surface_check
 
 SYNTH = ["--resolution", "128", "--views", "80", "--test-views", "4", "--no-relight"]
@@ -107,13 +109,18 @@ def settings(run: Path, overrides: list[str]) -> str:
     if not floor:
         cells = ["`min_inv_s=0`"]
     rest = [o for o in overrides if "min_inv_s" not in o]
+    saved = torch.load(stage_checkpoint(run, STAGE1_DIR), map_location="cpu", weights_only=False)
+    planned, steps = (saved["config"]["train"].get(k, 0) for k in ("extended_from", "steps"))
+    if planned:
+        cells.append(f"lengthened itself {planned} -> {steps}")
     return " ".join(cells + [f"`{o.removeprefix('stage1.').removeprefix('train.')}`" for o in rest])
 
 
 def inv_s_at(run: Path, steps: tuple[int, ...]) -> list[float]:
+    """inv_s at ``steps`` and at the last logged step (a floored run may lengthen itself)."""
     curve = dict(read_scalars(run / "stage1").get("inv_s", []))
     last = max(curve) if curve else 0
-    return [curve.get(min(s, last), float("nan")) for s in steps]
+    return [curve.get(min(s, last), float("nan")) for s in (*steps, last)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,10 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     subprocess.run([*command, *RUN, *(f"--set={o}" for o in args.overrides)], check=True)
     load_after = os.getloadavg()[0]
     seconds = json.loads((run / "progress.json").read_text())["done"]["stage1"]
-    steps = json.loads((run / "config.json").read_text())["stage1"]["train"]["steps"]
     check = read_surface_check(run / "stage1")
     chamfer_percent = stage1_chamfer_percent(run, data)
-    curve = inv_s_at(run, (500, 1000, steps))
+    curve = inv_s_at(run, (500, 1000))
     row = [
         datetime.date.today().isoformat(),
         machine(recorded=True),

@@ -76,6 +76,7 @@ SUMMARY_METRICS = (
     "psnr",
     "ssim",
     "chamfer_percent",
+    "chamfer_visible_percent",
     "albedo_psnr",
     "roughness_error",
     "relight_psnr",
@@ -422,7 +423,7 @@ def format_summary(summary: RunSummary) -> str:
         lines.append(time_budget_line(summary.run_dir, summary.minutes, total))
     for key in SUMMARY_METRICS:
         if key in summary.metrics:
-            lines.append(f"  {key:<16} {summary.metrics[key]:.4g}")
+            lines.append(f"  {key:<23} {summary.metrics[key]:.4g}")
     surface = read_surface_check(summary.run_dir / STAGE1_DIR)
     if surface is not None and not surface.formed:
         lines += [f"  {surface.line()}", f"WARNING: {surface.advice}"]

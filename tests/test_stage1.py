@@ -129,6 +129,35 @@ def test_resume_reproduces_the_uninterrupted_run(scene, tmp_path):
         torch.testing.assert_close(resumed["model"][name], value, atol=1e-6, rtol=0)
 
 
+def test_a_floored_run_lengthens_itself_and_resumes_as_it_would_have_gone_on(scene, tmp_path):
+    """A floor far above what the sphere learns in 6 steps holds inv_s at the anneal's end, so
+    the run lengthens itself by its remaining steps (12 -> 18, the schedule after step 6
+    stretched); killed before or after that decision, it resumes to the same 18-step result."""
+    config = small_config(steps=12)
+    train = dataclasses.replace(
+        config.train, anneal_end=6, min_inv_s=300.0, min_inv_s_start=100.0, min_inv_s_from=0.0
+    )
+    config = dataclasses.replace(config, train=train)
+    straight = train_stage1(scene, tmp_path / "straight", config, "cpu")
+    assert straight.steps == 18
+    for name, stop in (("before", 4), ("after", 9)):
+        train_stage1(scene, tmp_path / name, config, "cpu", stop_after=stop)
+        assert train_stage1(scene, tmp_path / name, config, "cpu", resume=True).steps == 18
+    weights = {
+        name: torch.load(tmp_path / name / "stage1/checkpoint.pt", weights_only=False)
+        for name in ("straight", "before", "after")
+    }
+    assert weights["straight"]["config"]["train"]["extended_from"] == 12
+    for name in ("before", "after"):
+        for key, value in weights["straight"]["model"].items():
+            torch.testing.assert_close(weights[name]["model"][key], value, atol=1e-6, rtol=0)
+    # the floor ends at its planned value on the last step, as it would have without the stretch
+    assert weights["straight"]["model"]["variance.floor"].item() == pytest.approx(300.0)
+    # without the floor nothing lengthens
+    unfloored = dataclasses.replace(config, train=dataclasses.replace(train, min_inv_s=0.0))
+    assert train_stage1(scene, tmp_path / "plain", unfloored, "cpu").steps == 12
+
+
 def test_nan_loss_stops_with_a_clear_message(scene, tmp_path):
     config = small_config(steps=5)
     config = dataclasses.replace(config, train=dataclasses.replace(config.train, lr=float("nan")))
@@ -142,6 +171,7 @@ def test_schedules_follow_warmup_cosine_and_anneal():
         cos_anneal_ratio,
         learning_rate_factor,
         sharpness_floor,
+        stretched_step,
     )
 
     assert learning_rate_factor(0, 10, 110, 0.05) == pytest.approx(0.1)
@@ -156,6 +186,10 @@ def test_schedules_follow_warmup_cosine_and_anneal():
     assert sharpness_floor(200, 100, 301, 20.0, 200.0) == pytest.approx(math.sqrt(20.0 * 200.0))
     assert sharpness_floor(300, 100, 301, 20.0, 200.0) == pytest.approx(200.0)
     assert sharpness_floor(300, 100, 301, 20.0, 0.0) == 0.0  # off
+    # a schedule planned for 300 steps, stretched after step 100 over 500: the same up to the
+    # pivot, then half as fast, ending where the plan ended; not stretched: the step itself
+    assert [stretched_step(s, 100, 300, 500) for s in (50, 100, 300, 500)] == [50, 100, 200, 300]
+    assert stretched_step(400, 100, 300, 300) == 400
     train = fast_stage1_config().train
     with pytest.raises(IronError, match="min_inv_s_from"):
         dataclasses.replace(train, min_inv_s_from=1.5)

@@ -166,6 +166,8 @@ def test_sharpness_floor_makes_the_surface_and_keeps_it_right(scene, tmp_path, c
     # the floor did the work (the sphere learns about 42 alone), and the log says so
     assert check.floored and 20 < check.learnt_inv_s < 100, check.learnt_inv_s
     assert "note: the sharpness floor, not the photographs, made this surface sharp" in out
+    # the floor held inv_s at the anneal's end (step 100), so stage 1 lengthened itself
+    assert result.steps == 200 and "150 -> 200 steps" in out
     assert check.concentration > math.tanh(150.0 * BAND / 2) - 0.1
     assert "class=alarm" not in build_report(tmp_path / "floored").read_text()
     mesh = trimesh.load(result.mesh)

@@ -67,8 +67,17 @@ class RunLog:
                 self.writer.add_scalar(name, value, step)
 
     def message(self, text: str) -> None:
+        """A line in the log, above the bar when there is one."""
         if self.bar is not None:
             self.bar.write(text)
+        else:
+            print(text)
+
+    def set_total(self, total: int) -> None:
+        """The run's length changed (stage 1 lengthening itself)."""
+        if self.bar is not None:
+            self.bar.total = total
+            self.bar.refresh()
 
     def close(self) -> None:
         if self.bar is not None:

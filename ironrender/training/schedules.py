@@ -5,7 +5,9 @@
 * NeuS cos-annealing ratio: linear ramp from 0 to 1 over ``anneal_end`` steps;
 * coarse-to-fine grid levels: start with a few coarse levels and unlock the finer ones linearly;
 * the sharpness floor: a lower bound on NeuS's ``inv_s`` that rises from half-way through the
-  anneal (off in IRON's schedule; see :func:`sharpness_floor`).
+  anneal (off in IRON's schedule; see :func:`sharpness_floor`);
+* a schedule stretched after some step (:func:`stretched_step`): stage 1 lengthens itself when
+  the floor, not the photographs, is making the surface.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import math
 
 
-def learning_rate_factor(step: int, warmup_steps: int, total_steps: int, alpha: float) -> float:
+def learning_rate_factor(step: float, warmup_steps: int, total_steps: int, alpha: float) -> float:
     """Multiplier of the base learning rate at ``step`` (0-based).
 
     ``step / warmup`` during warm-up; afterwards ``(1 - alpha) * (1 + cos(pi p)) / 2 + alpha``
@@ -33,7 +35,7 @@ def cos_anneal_ratio(step: int, anneal_end: int) -> float:
     return min(1.0, step / anneal_end)
 
 
-def active_levels(step: int, initial: int, total: int, ramp_steps: int) -> int:
+def active_levels(step: float, initial: int, total: int, ramp_steps: int) -> int:
     """Grid levels in use at ``step``: ``initial`` at first, all ``total`` after ``ramp_steps``."""
     if ramp_steps <= 0 or initial >= total:
         return total
@@ -41,7 +43,7 @@ def active_levels(step: int, initial: int, total: int, ramp_steps: int) -> int:
 
 
 def sharpness_floor(
-    step: int, first_step: int, total_steps: int, start: float, end: float
+    step: float, first_step: int, total_steps: int, start: float, end: float
 ) -> float:
     """Lower bound on NeuS's ``inv_s`` at ``step``: 0 (none) before ``first_step``, then rising
     geometrically from ``start`` to ``end`` at the last step, ``start (end/start)^p`` with ``p``
@@ -59,3 +61,14 @@ def sharpness_floor(
         return 0.0
     progress = min((step - first_step) / max(total_steps - 1 - first_step, 1), 1.0)
     return start * (end / start) ** progress
+
+
+def stretched_step(step: int, pivot: int, planned: int, total: int) -> float:
+    """Where ``step`` falls on a schedule planned for ``planned`` steps whose part after
+    ``pivot`` now runs over ``total`` steps: ``step`` up to ``pivot``, then
+    ``pivot + (step - pivot) (planned - pivot) / (total - pivot)``. Every schedule read at this
+    position goes on from the pivot without a jump and ends where it was planned to end.
+    """
+    if total <= planned or step <= pivot:
+        return float(step)
+    return pivot + (step - pivot) * (planned - pivot) / (total - pivot)

@@ -46,6 +46,15 @@ class TrainConfig:
     min_inv_s_from: float = option(
         0.5, "where the floor starts, as a fraction of the anneal (1: at its end)"
     )
+    floor_extension: float = option(
+        1.0,
+        "when the floor, not the photographs, holds inv_s at the anneal's end (a shiny or dark"
+        " object), train this many times the remaining steps more, the rest of the schedule"
+        " stretched over them (not under --minutes); 0: never",
+    )
+    extended_from: int = option(
+        0, "set by training: the planned step count before a floor extension (0: none)"
+    )
     foreground_fraction: float = option(
         0.75, "share of rays drawn from pixels brighter than foreground_threshold"
     )
@@ -68,6 +77,10 @@ class TrainConfig:
         if not 0 <= self.min_inv_s_from <= 1:
             raise IronError(
                 f"stage1.train.min_inv_s_from must lie in [0, 1], not {self.min_inv_s_from:g}"
+            )
+        if self.floor_extension < 0:
+            raise IronError(
+                f"stage1.train.floor_extension must be >= 0, not {self.floor_extension:g}"
             )
         if self.min_inv_s > 0 and not 0 < self.min_inv_s_start <= self.min_inv_s:
             raise IronError(
