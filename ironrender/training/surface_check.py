@@ -71,7 +71,8 @@ FLOORED_NOTE = (
     " {learnt:.0f}, the floor {floor:.0f}): a shiny or dark object, or one the"
     " photographs see poorly. Such a surface keeps some of the fog's shape, and stage-1 steps"
     " reduce it: stage 1 lengthens itself when the floor holds at the anneal's end"
-    " (stage1.train.floor_extension, not under --minutes); for more, --set stage1.train.steps=N"
+    " (stage1.train.floor_extension, not under --minutes); for more, --set stage1.train.steps=N."
+    " A gilt, brass or copper object: --set stage2.materials.metal=true (a coloured specular)"
 )
 SHELL_ADVICE = (
     "stage 1 did not form a surface: a closed shell at the edge of the bounding sphere hides the"
