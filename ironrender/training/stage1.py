@@ -48,7 +48,6 @@ from ironrender.interrupts import StopRequests
 from ironrender.rendering.samplers import SDFGridCache
 from ironrender.rendering.volume import Background, choose_background, render_rays
 from ironrender.run_folder import STAGE1_DIR, STAGE1_MESH, stage_checkpoint
-from ironrender.training import schedules
 from ironrender.training.checkpoint import load_checkpoint, save_checkpoint
 from ironrender.training.pixel_batches import PixelSampler, PixelTargets, pixel_rays
 from ironrender.training.runlog import RunLog, psnr
@@ -63,6 +62,14 @@ from ironrender.training.stage1_config import (
     stage1_preset,
 )
 from ironrender.training.stage1_outputs import write_mesh, write_previews
+from ironrender.training.stage1_schedule import (
+    apply_schedules,
+    extend,
+    extension_line,
+    extension_of,
+    floor_holds,
+    schedule_of,
+)
 from ironrender.training.surface_check import check_and_save
 from ironrender.training.time_budget import (
     MIN_STAGE1_STEPS,
@@ -209,13 +216,13 @@ def train_stage1(
     sampler = PixelSampler(targets, train.foreground_fraction, train.foreground_threshold)
     plan = None
     if seconds is not None and checkpoint is not None:  # the plan made when this run started
-        config = _schedule_of(config, checkpoint["config"])
+        config = schedule_of(config, checkpoint["config"])
         plan = read_plan(stage_dir)
     elif seconds is not None:
         config, plan = _plan(config, seconds, state, split.cameras, sampler, targets)
         print(plan.line())
     if checkpoint is not None:
-        config = _extension_of(config, checkpoint["config"])
+        config = extension_of(config, checkpoint["config"])
         _restore(state, checkpoint, config)
     train = config.train
     end = train.steps if stop_after is None else min(train.steps, stop_after)
@@ -232,9 +239,9 @@ def train_stage1(
                 loss_value, psnr_value = metrics["loss"], metrics["psnr"]
                 losses.append(loss_value)
                 runlog.step(step, metrics, write=step % log.scalars_every == 0)
-                if state.step == train.anneal_end and _floor_holds(state, train, seconds):
-                    config = _extend(config)
-                    runlog.message(_extension_line(config.train, float(state.model.variance.floor)))
+                if state.step == train.anneal_end and floor_holds(state, train, seconds):
+                    config = extend(config)
+                    runlog.message(extension_line(config.train, float(state.model.variance.floor)))
                     train = config.train
                     end = train.steps if stop_after is None else min(train.steps, stop_after)
                     runlog.set_total(train.steps)
@@ -330,84 +337,6 @@ def _plan(
     return planned, StagePlan("stage 1", seconds, step_seconds, planned.train.steps)
 
 
-def _schedule_of(config: Stage1Config, saved: dict) -> Stage1Config:
-    """``config`` with the step counts of a saved (planned) configuration."""
-    keys = ("steps", "warmup_steps", "anneal_end", "grid_ramp_steps")
-    train = dataclasses.replace(config.train, **{k: int(saved["train"][k]) for k in keys})
-    return dataclasses.replace(config, train=train)
-
-
-def _extension_of(config: Stage1Config, saved: dict) -> Stage1Config:
-    """``config`` lengthened as the saved one was, if its run extended itself (:func:`_extend`)."""
-    planned = int(saved["train"].get("extended_from", 0))
-    if not planned or config.train.extended_from:
-        return config
-    steps = int(saved["train"]["steps"])
-    return dataclasses.replace(
-        config, train=dataclasses.replace(config.train, steps=steps, extended_from=planned)
-    )
-
-
-def _floor_holds(state: _State, train: TrainConfig, seconds: float | None) -> bool:
-    """Whether stage 1 should lengthen itself now: the sharpness floor, not the photographs,
-    holds ``inv_s`` (NeuS's own value below it) at the anneal's end, the run was not extended
-    yet and has no time budget (``--minutes`` plans the steps that fit, no more)."""
-    variance = state.model.variance
-    return (
-        train.floor_extension > 0
-        and not train.extended_from
-        and seconds is None
-        and float(variance.learnt_inv_s().detach()) < float(variance.floor)
-    )
-
-
-def _extend(config: Stage1Config) -> Stage1Config:
-    """Stage 1 with ``floor_extension`` times its remaining steps more, the schedule after the
-    anneal stretched over them (:func:`_schedule_position`). Why: a surface the floor makes
-    keeps some of the fog's shape, and steps reduce it (BENCHMARKS.md, "Stage 1 on shiny
-    objects"); a capture that forms its surface alone never pays for them."""
-    train = config.train
-    remaining = train.steps - train.anneal_end
-    steps = train.steps + round(train.floor_extension * remaining)
-    return dataclasses.replace(
-        config, train=dataclasses.replace(train, steps=steps, extended_from=train.steps)
-    )
-
-
-def _extension_line(train: TrainConfig, floor: float) -> str:
-    return (
-        f"stage 1: the sharpness floor ({floor:.0f}), not the photographs, holds inv_s at the"
-        f" anneal's end (a shiny or dark object?): {train.extended_from} -> {train.steps} steps,"
-        " the rest of the schedule stretched over them (stage1.train.floor_extension=0: never)"
-    )
-
-
-def _schedule_position(step: int, train: TrainConfig) -> tuple[float, int]:
-    """``(position, length)`` of the planned schedule that ``step`` reads: the step itself, or,
-    in a run that extended itself, its place on the plan stretched after the anneal."""
-    if not train.extended_from:
-        return float(step), train.steps
-    position = schedules.stretched_step(step, train.anneal_end, train.extended_from, train.steps)
-    return position, train.extended_from
-
-
-def _apply_schedules(state: _State, config: Stage1Config) -> float:
-    """Set the learning rates and grid levels for ``state.step``; returns the anneal ratio."""
-    train = config.train
-    step, steps = _schedule_position(state.step, train)
-    factor = schedules.learning_rate_factor(step, train.warmup_steps, steps, train.lr_alpha)
-    for group in state.optimizer.param_groups:
-        group["lr"] = group["base_lr"] * factor
-    if config.sdf.use_grid:
-        levels = schedules.active_levels(
-            step, train.grid_initial_levels, config.sdf.grid.levels, train.grid_ramp_steps
-        )
-        state.model.sdf.set_active_levels(levels)
-    floor = (round(train.min_inv_s_from * train.anneal_end), steps, train.min_inv_s_start)
-    state.model.variance.floor.fill_(schedules.sharpness_floor(step, *floor, train.min_inv_s))
-    return schedules.cos_anneal_ratio(state.step, train.anneal_end)
-
-
 def _train_step(
     state: _State,
     config: Stage1Config,
@@ -416,7 +345,7 @@ def _train_step(
     targets: PixelTargets,
 ) -> dict[str, float]:
     train = config.train
-    anneal = _apply_schedules(state, config)
+    anneal = apply_schedules(state, config)
     model = state.model
     if state.cache is not None and state.step % train.proposal_refresh_every == 0:
         with record_function("stage 1: refresh the proposal grid"):
