@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ironrender.errors import IronError
+
 FAST_VARIANT = "llvm_ad_rgb"
 FALLBACK_VARIANT = "scalar_rgb"
 VARIANT_ENV = "IRON_MITSUBA_VARIANT"
@@ -203,6 +205,33 @@ def _probe_once(llvm_path: str | None) -> tuple[bool, str]:
 
 def _unique(items: list[str | None]) -> list[str | None]:
     return list(dict.fromkeys(items))  # keeps the first occurrence, in order
+
+
+# ------------------------------------------------------------------------------ ray tracing
+def mesh_scene(vertices: np.ndarray, faces: np.ndarray, purpose: str):
+    """``(mi, scene)``: a triangle mesh (positions and faces only) as a Mitsuba scene, to trace
+    many rays at once (``ray_intersect_preliminary``, ``ray_test``); ``purpose`` names the
+    caller in the error a scalar-only Mitsuba gives."""
+    variant = select_variant()
+    if variant.startswith("scalar"):
+        raise IronError(
+            f"{purpose} traces its rays with Mitsuba's vectorised variants;"
+            f" only {variant} works here"
+        )
+    import mitsuba as mi  # after select_variant: it sets where Dr.Jit finds LLVM
+
+    mesh = mi.Mesh("surface", len(vertices), len(faces))
+    params = mi.traverse(mesh)
+    params["vertex_positions"] = mi.Float(np.asarray(vertices, dtype=np.float32).ravel())
+    params["faces"] = mi.UInt32(np.asarray(faces, dtype=np.uint32).ravel())
+    params.update()
+    return mi, mi.load_dict({"type": "scene", "surface": mesh})
+
+
+def ray_batch(mi, origins: np.ndarray, directions: np.ndarray):
+    """Mitsuba rays (single precision, as its ray tracer) from (N, 3) arrays."""
+    o, d = (np.ascontiguousarray(np.asarray(a, dtype=np.float32).T) for a in (origins, directions))
+    return mi.Ray3f(mi.Point3f(*o), mi.Vector3f(*d))
 
 
 # ------------------------------------------------------------------------------ cameras

@@ -24,6 +24,7 @@ import torch
 import trimesh
 
 from ironrender.data.cameras import Cameras
+from ironrender.data.mitsuba_backend import mesh_scene, ray_batch
 
 #: How far along the ray to the camera a visibility ray starts (scene units: the object fits in
 #: the unit sphere), so that it does not hit the face it starts on.
@@ -42,18 +43,7 @@ def seen_by_cameras(
     ``support``: ``(up, height)`` of a plane the object stands on; points with
     ``up . p < height`` are hidden (module docstring).
     """
-    from ironrender.data.mitsuba_backend import select_variant
-
-    select_variant()
-    import mitsuba as mi  # after select_variant: it sets where Dr.Jit finds LLVM
-
-    shape = mi.Mesh("surface", len(mesh.vertices), len(mesh.faces))
-    params = mi.traverse(shape)
-    params["vertex_positions"] = mi.Float(np.asarray(mesh.vertices, np.float32).ravel())
-    params["faces"] = mi.UInt32(np.asarray(mesh.faces, np.uint32).ravel())
-    params.update()
-    scene = mi.load_dict({"type": "scene", "surface": shape})
-
+    mi, scene = mesh_scene(mesh.vertices, mesh.faces, "the visible-surface Chamfer")
     points = np.asarray(points, dtype=np.float64)
     cameras = cameras.to("cpu")
     world = torch.as_tensor(points, dtype=cameras.w2c.dtype)
@@ -68,8 +58,7 @@ def seen_by_cameras(
         distance = np.linalg.norm(to_camera, axis=1)
         direction = to_camera / distance[:, None]
         origin = points + RAY_OFFSET * direction
-        o, d = (np.ascontiguousarray(a.T, dtype=np.float32) for a in (origin, direction))
-        rays = mi.Ray3f(mi.Point3f(*o), mi.Vector3f(*d))
+        rays = ray_batch(mi, origin, direction)
         rays.maxt = mi.Float((distance - 2 * RAY_OFFSET).astype(np.float32))
         hidden = np.asarray(scene.ray_test(rays), dtype=bool)
         views += in_image & ~hidden

@@ -25,6 +25,7 @@ from torch import Tensor
 
 from ironrender.data.cameras import Cameras
 from ironrender.data.dataset import Split
+from ironrender.data.mitsuba_backend import mesh_scene, ray_batch
 from ironrender.data.tone_curve import target_to_loss_domain
 from ironrender.errors import IronError
 from ironrender.export.uv import UVMesh
@@ -63,32 +64,6 @@ class PixelMaps:
         )  # fmt: skip
 
 
-def _mitsuba_mesh_scene(uv_mesh: UVMesh):
-    """The mesh as a Mitsuba scene (positions and faces only: barycentrics are enough)."""
-    from ironrender.data.mitsuba_backend import select_variant
-
-    variant = select_variant()
-    if variant.startswith("scalar"):
-        raise IronError(
-            f"the texture stage traces every pixel with Mitsuba's vectorised variants; only"
-            f" {variant} works here (set export.texture.steps=0)"
-        )
-    import mitsuba as mi  # after select_variant: it sets where Dr.Jit finds LLVM
-
-    mesh = mi.Mesh("asset", len(uv_mesh.vertices), len(uv_mesh.faces))
-    params = mi.traverse(mesh)
-    params["vertex_positions"] = mi.Float(uv_mesh.vertices.astype(np.float32).ravel())
-    params["faces"] = mi.UInt32(uv_mesh.faces.astype(np.uint32).ravel())
-    params.update()
-    return mi, mi.load_dict({"type": "scene", "asset": mesh})
-
-
-def _rays(mi, origins: np.ndarray, directions: np.ndarray):
-    """Mitsuba rays (single precision, as its ray tracer) from (N, 3) arrays."""
-    o, d = (np.ascontiguousarray(np.asarray(a, dtype=np.float32).T) for a in (origins, directions))
-    return mi.Ray3f(mi.Point3f(*o), mi.Vector3f(*d))
-
-
 def trace_photographs(
     uv_mesh: UVMesh,
     split: Split,
@@ -107,7 +82,9 @@ def trace_photographs(
     with ``seed``). ``shadows``: trace a ray from each hit to its view's flash
     (``cameras.flash_positions``; needed only for a flash beside the lens, as stage 2).
     """
-    mi, scene = _mitsuba_mesh_scene(uv_mesh)
+    mi, scene = mesh_scene(
+        uv_mesh.vertices, uv_mesh.faces, "the texture stage (set export.texture.steps=0)"
+    )
     faces, rng = uv_mesh.faces, np.random.default_rng(seed)
     keep_per_view = max(1, max_pixels // len(split))
     curve = None if split.hdr else split.tone_curve
@@ -118,7 +95,7 @@ def trace_photographs(
         height, width = rays.shape
         origins = rays.origins.reshape(-1, 3).detach().cpu().double().numpy()
         directions = rays.directions.reshape(-1, 3).detach().cpu().double().numpy()
-        hit = scene.ray_intersect_preliminary(_rays(mi, origins, directions))
+        hit = scene.ray_intersect_preliminary(ray_batch(mi, origins, directions))
         valid = np.asarray(hit.is_valid(), dtype=bool)
         interior = binary_erosion(valid.reshape(height, width), FOUR_NEIGHBOURS)
         pixels = np.flatnonzero(interior)
@@ -180,6 +157,6 @@ def _lit(mi, scene, points: np.ndarray, normals: np.ndarray, light: np.ndarray) 
     directions = to_light / distance[:, None]
     side = np.where((normals * directions).sum(-1) >= 0, 1.0, -1.0)
     origins = points + SHADOW_RAY_OFFSET * side[:, None] * normals
-    rays = _rays(mi, origins, directions)
+    rays = ray_batch(mi, origins, directions)
     rays.maxt = mi.Float((distance - 2 * SHADOW_RAY_OFFSET).astype(np.float32))
     return ~np.asarray(scene.ray_test(rays), dtype=bool)
